@@ -1,0 +1,91 @@
+"""Pieces every verb shares: exit codes, the stderr console, the error boundary and common options."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from enum import IntEnum
+
+import typer
+from rich.console import Console
+
+from apncli.errors import APNError, UsageError
+
+
+class ExitCode(IntEnum):
+    """Exit codes a shell script can branch on (documented in ``--help`` and README)."""
+
+    OK = 0  # ran; nothing flagged as AI-generated
+    FLAGGED = 1  # ran; at least one image was flagged as AI-generated
+    ERROR = 2  # usage error, run-level failure, or no input could be read at all
+    PARTIAL = 3  # ran; nothing flagged, but some inputs could not be read
+    INTERRUPTED = 130  # Ctrl-C; everything already written stays valid
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 nothing flagged; 1 at least one image flagged as AI-generated; "
+    "2 usage error, run-level error or nothing readable; 3 nothing flagged but some files unreadable; "
+    "130 interrupted."
+)
+
+
+@dataclass
+class _State:
+    debug: bool = False
+
+
+STATE = _State()
+
+#: Logs, progress and errors go to stderr so stdout stays machine-readable.
+stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def one_line(message: object) -> str:
+    """Collapse a message to one line: scripts grep stderr, and multi-line errors break that."""
+    return " ".join(str(message).split())
+
+
+def error(message: object) -> None:
+    """Print a one-line error to stderr."""
+    stderr_console.print(f"[bold red]error:[/] {one_line(message)}", markup=True, highlight=False)
+
+
+def run_guarded(app: typer.Typer) -> int:
+    """Run the Typer app so that no traceback reaches the user unless ``--debug`` asked for one."""
+    try:
+        result = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        error("interrupted")
+        return ExitCode.INTERRUPTED
+    except APNError as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        error(exc)
+        return ExitCode.ERROR
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if STATE.debug or os.environ.get("APN_DEBUG"):
+            traceback.print_exc()
+        # Typer's click exceptions (vendored in new Typer, plain click in old): duck-typed on purpose.
+        if type(exc).__name__ == "Abort":
+            error("interrupted")
+            return ExitCode.INTERRUPTED
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
+            exc.show(file=sys.stderr)
+            return ExitCode.ERROR
+        error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
+        return ExitCode.ERROR
+    return int(result or 0)
+
+
+def parse_device(value: str | None) -> str:
+    """Normalise the ``--device`` flag; ``APN_DEVICE`` applies when the flag is absent."""
+    chosen = value or os.environ.get("APN_DEVICE") or "auto"
+    if not chosen.strip():
+        raise UsageError("--device must not be empty")
+    return chosen.strip()
+
+
+WEIGHTS_HELP = "Detector to use: a registered name (see `apn models list`) or a path to a .safetensors file."
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then CPU). Env: APN_DEVICE."

@@ -1,0 +1,88 @@
+"""``apn models``: what weights apn knows, where they are, fetching and verifying them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from apncli.cli import common, output
+from apncli.cli.common import ExitCode
+from apncli.engine import cache, registry
+
+models_app = typer.Typer(help="List, download, locate and verify registered weights (the cache).",
+                         no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
+
+
+def _status(entry: registry.RegistryEntry) -> tuple[str, str]:
+    """Where an entry's file is now, without downloading or hashing anything."""
+    if not entry.is_remote:
+        path = registry.weights_dir() / str(entry.file)
+        return ("shipped" if path.is_file() else "shipped file missing"), str(path)
+    for place in (registry.weights_dir() / str(entry.filename), cache.cache_path(entry)):
+        if place.is_file():
+            return "cached", str(place)
+    return "not cached", str(cache.cache_path(entry))
+
+
+def _entry_dict(entry: registry.RegistryEntry) -> dict[str, Any]:
+    status, path = _status(entry)
+    return {"name": entry.name, "kind": entry.kind, "default": entry.default, "status": status,
+            "path": path, "size": entry.size, "sha256": entry.sha256, "url": entry.url,
+            "license": entry.license, "description": entry.description}
+
+
+@models_app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> int:
+    """Every registered name, its kind, and whether it is on this machine."""
+    entries = [_entry_dict(entry) for entry in registry.list_entries()]
+    if as_json:
+        typer.echo(output.dumps({"cache_dir": str(cache.cache_dir()), "models": entries}, indent=2))
+        return ExitCode.OK
+    table = Table(header_style="bold", title=f"cache: {cache.cache_dir()}")
+    for column in ("name", "kind", "status", "size", "description"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        name = entry["name"] + (" (default)" if entry["default"] else "")
+        size = f"{entry['size'] / 1e6:.1f} MB" if entry["size"] else "—"
+        table.add_row(name, entry["kind"], entry["status"], size, entry["description"])
+    Console(soft_wrap=True).print(table)
+    return ExitCode.OK
+
+
+@models_app.command("download")
+def download_command(names: list[str] = typer.Argument(..., help="Registered names to fetch.")) -> int:
+    """Fetch into the cache (verified by size and sha256, atomic); already-present files are kept."""
+    for name in names:
+        path = cache.resolve_weights(name)
+        common.stderr_console.print(f"{name}: {path}", highlight=False)
+    return ExitCode.OK
+
+
+@models_app.command("path")
+def path_command(name: str = typer.Argument(..., help="Registered name or a path.")) -> int:
+    """Print the local file for a name (downloading it unless APN_OFFLINE=1)."""
+    typer.echo(str(cache.resolve_weights(name)))
+    return ExitCode.OK
+
+
+@models_app.command("verify")
+def verify_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> int:
+    """Re-hash every cached file; corrupt ones are deleted. Exit 2 if any was corrupt."""
+    results = cache.verify_cache()
+    if as_json:
+        typer.echo(output.dumps([{"name": name, "status": status} for name, status in results], indent=2))
+    else:
+        table = Table("name", "status", header_style="bold")
+        for name, status in results:
+            style = "red" if "corrupt" in status or "missing" in status else ""
+            table.add_row(name, f"[{style}]{status}[/]" if style else status)
+        Console(soft_wrap=True).print(table)
+    broken = any("corrupt" in status or "missing" in status for _, status in results)
+    return ExitCode.ERROR if broken else ExitCode.OK

@@ -1,0 +1,141 @@
+"""Result writers: a Rich table for people, JSON / JSONL / CSV for scripts.
+
+Every writer streams: it writes each record when it arrives and flushes, so a pipeline sees results at
+once, memory stays flat, and an interrupted run leaves a valid file (``close`` is called from ``finally``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from typing import IO, Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+CSV_COLUMNS = (
+    "path", "p_ai", "verdict", "threshold", "model_name", "model_sha256", "width", "height", "crops",
+    "provenance_summary", "error",
+)
+
+VERDICT_STYLES = {"ai-generated": "bold red", "real": "green", "inconclusive": "yellow", None: "dim"}
+
+
+class RecordWriter(Protocol):
+    """What the scan command needs from an output format."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace NaN/inf (invalid JSON) by null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Strict JSON (no NaN) that keeps non-ASCII paths readable."""
+    return json.dumps(_json_safe(value), ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed per record so ``tail -f`` and pipes see it immediately."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(dumps(record) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class JsonWriter:
+    """One JSON document ``{"manifest": ..., "records": [...]}``, written incrementally."""
+
+    def __init__(self, stream: IO[str], manifest: dict[str, Any]) -> None:
+        self.stream = stream
+        self.count = 0
+        self.stream.write('{"manifest": ' + dumps(manifest) + ', "records": [')
+        self.stream.flush()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(("," if self.count else "") + "\n  " + dumps(record))
+        self.stream.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self.stream.write("\n]}\n")
+        self.stream.flush()
+
+
+class CsvWriter:
+    """Flat rows for spreadsheets; nested fields become ``model_name``, ``provenance_summary``…"""
+
+    def __init__(self, stream: IO[str], write_header: bool = True) -> None:
+        self.stream = stream
+        self.writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        if write_header:
+            self.writer.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        model = record.get("model") or {}
+        provenance = record.get("provenance") or {}
+        row = {**record, "model_name": model.get("name"), "model_sha256": model.get("sha256"),
+               "provenance_summary": provenance.get("summary")}
+        self.writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS})
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class TableWriter:
+    """A Rich table printed at the end (people read it once the scan is done)."""
+
+    def __init__(self, console: Console, show_provenance: bool) -> None:
+        self.console = console
+        self.show_provenance = show_provenance
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.rows.append(record)
+
+    def close(self) -> None:
+        self.console.print(render_table(self.rows, self.show_provenance))
+
+
+def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Table:
+    """Verdict, probability and file for each record; errors shown in place of a score."""
+    table = Table(show_lines=False, header_style="bold")
+    table.add_column("verdict")
+    table.add_column("p(AI)", justify="right")
+    if show_provenance:
+        table.add_column("declared")
+    table.add_column("file", overflow="fold")
+    for record in records:
+        verdict = record.get("verdict")
+        cells = [f"[{VERDICT_STYLES.get(verdict, '')}]{verdict or 'error'}[/]",
+                 "—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}"]
+        if show_provenance:
+            cells.append(str((record.get("provenance") or {}).get("summary") or "—"))
+        label = escape(record["path"])
+        if record.get("error"):
+            label += f"  [dim]({escape(record['error'])})[/]"
+        cells.append(label)
+        table.add_row(*cells)
+    return table

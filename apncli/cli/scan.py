@@ -1,0 +1,243 @@
+"""``apn scan``: score files and folders, one record per candidate file, machine output on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from apncli import __version__
+from apncli.cli import common, output
+from apncli.cli.common import ExitCode
+from apncli.engine import Detector, ScanOptions, ScanRecord, scan
+from apncli.errors import UsageError
+
+SCAN_HELP = f"""Score images: probability that each was made by an AI generator, and a verdict.
+
+Machine output (--json, --jsonl, --csv) goes to stdout or --out; progress and errors go to stderr.
+{common.EXIT_CODES_HELP}"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan", help=SCAN_HELP)(scan_command)
+
+
+def scan_command(
+    paths: list[Path] = typer.Argument(..., help="Image files and/or folders.", show_default=False),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document {manifest, records}."),
+    as_jsonl: bool = typer.Option(False, "--jsonl", help="One JSON record per line, streamed."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV with a header row."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Override the calibrated threshold (no 'inconclusive')."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP),
+    device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, max=4096, help="Crops per forward pass."),
+    workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
+    force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
+    resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping files already in it."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Also write the run manifest (JSON) here."),
+    provenance: bool = typer.Option(True, "--provenance/--no-provenance",
+                                    help="Report metadata the file declares (C2PA, IPTC, EXIF, PNG text)."),
+    trust_anchors: Path | None = typer.Option(
+        None, "--c2pa-trust-anchors", help="PEM bundle of root certificates whose C2PA signers are trusted."),
+    decode_timeout: float = typer.Option(
+        60.0, "--decode-timeout", min=0.1, help="Seconds before a stuck decode becomes an error record."),
+) -> int:
+    fmt = _choose_format(as_json, as_jsonl, as_csv, out)
+    _check_out(out, paths, force=force, resume=resume, fmt=fmt)
+    detector = Detector.load(weights, device=common.parse_device(device))
+    done = _already_done(out, fmt) if resume else set()
+    options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers, threshold=threshold,
+                          decode_timeout_s=decode_timeout, skip=done.__contains__ if done else None,
+                          annotate=_provenance_annotator(trust_anchors) if provenance else None)
+    run_manifest = build_manifest(detector, options, provenance)
+    if manifest is not None:
+        _write_new(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force, inputs=paths)
+    with _open_sink(out, fmt, resume) as stream:
+        counts = _run(detector, paths, options, _make_writer(fmt, stream, run_manifest, resume, provenance))
+    return _exit_code(counts, resumed=bool(done))
+
+
+def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None) -> str:
+    chosen = [name for name, flag in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv)) if flag]
+    if len(chosen) > 1:
+        raise UsageError("choose at most one of --json, --jsonl, --csv")
+    if chosen:
+        return chosen[0]
+    if out is not None:
+        suffix = out.suffix.lower().lstrip(".")
+        return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
+    return "table"
+
+
+def _check_out(out: Path | None, inputs: list[Path], *, force: bool, resume: bool, fmt: str) -> None:
+    """Never clobber results or inputs by accident."""
+    if resume and (out is None or fmt not in ("jsonl", "csv")):
+        raise UsageError("--resume needs --out FILE in JSONL or CSV format")
+    if out is None:
+        return
+    _refuse_input_overwrite(out, inputs)
+    if out.exists() and not (force or resume):
+        raise UsageError(f"{out} exists; pass --force to overwrite it or --resume to continue it")
+
+
+def _refuse_input_overwrite(target: Path, inputs: list[Path]) -> None:
+    resolved = target.resolve()
+    for item in inputs:
+        if item.exists() and item.resolve() == resolved:
+            raise UsageError(f"refusing to overwrite the input {target}")
+
+
+def _write_new(path: Path, text: str, *, force: bool, inputs: list[Path]) -> None:
+    _refuse_input_overwrite(path, inputs)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(text, encoding="utf-8")
+
+
+def _already_done(out: Path | None, fmt: str) -> set[str]:
+    """Paths already recorded in a previous (possibly interrupted) run; a torn last line is ignored."""
+    if out is None or not out.exists():
+        return set()
+    done: set[str] = set()
+    with out.open(encoding="utf-8", errors="surrogateescape") as handle:
+        if fmt == "csv":
+            import csv
+
+            done.update(row["path"] for row in csv.DictReader(handle) if row.get("path"))
+            return done
+        for line in handle:
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(line)
+                if isinstance(record, dict) and "path" in record:
+                    done.add(record["path"])
+    return done
+
+
+@contextlib.contextmanager
+def _open_sink(out: Path | None, fmt: str, resume: bool) -> Iterator[IO[str]]:
+    if out is None:
+        yield sys.stdout
+        return
+    if resume and out.exists():
+        _truncate_torn_tail(out)
+    mode = "a" if resume else "w"
+    with out.open(mode, encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
+        yield handle
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    """Drop a last line cut by a kill, so appended records start on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], resume: bool,
+                 provenance: bool) -> output.RecordWriter:
+    if fmt == "jsonl":
+        return output.JsonlWriter(stream)
+    if fmt == "json":
+        return output.JsonWriter(stream, manifest)
+    if fmt == "csv":
+        return output.CsvWriter(stream, write_header=not (resume and stream.tell() > 0))
+    from rich.console import Console
+
+    console = Console(file=stream)
+    if not console.is_terminal:  # piped tables keep whole paths on one line
+        console = Console(file=stream, width=max(console.width, 200))
+    return output.TableWriter(console, show_provenance=provenance)
+
+
+def _run(detector: Detector, paths: list[Path], options: ScanOptions,
+         writer: output.RecordWriter) -> dict[str, int]:
+    """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C."""
+    counts = {"flagged": 0, "errors": 0, "scored": 0}
+    progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[flagged]} flagged"),
+                        console=common.stderr_console, transient=True,
+                        disable=not common.stderr_console.is_terminal)
+    try:
+        with progress:
+            task = progress.add_task("scan", total=None, flagged=0)
+            for record in scan(detector, paths, options):
+                writer.write(record.to_dict())
+                _count(counts, record)
+                progress.update(task, advance=1, flagged=counts["flagged"])
+    finally:
+        writer.close()
+    return counts
+
+
+def _count(counts: dict[str, int], record: ScanRecord) -> None:
+    if record.error is not None:
+        counts["errors"] += 1
+        common.error(f"{record.path}: {record.error}")
+        return
+    counts["scored"] += 1
+    if record.verdict == "ai-generated":
+        counts["flagged"] += 1
+
+
+def _exit_code(counts: dict[str, int], resumed: bool) -> int:
+    if counts["flagged"]:
+        return ExitCode.FLAGGED
+    if counts["errors"] and not counts["scored"] and not resumed:
+        return ExitCode.ERROR
+    if counts["errors"]:
+        return ExitCode.PARTIAL
+    return ExitCode.OK
+
+
+def build_manifest(detector: Detector, options: ScanOptions, provenance: bool) -> dict[str, Any]:
+    """What a report must cite to be reproducible: tool version, exact model, device, decision rule."""
+    return {
+        "apn_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": detector.describe(),
+        "threshold_override": options.threshold,
+        "recursive": options.recursive,
+        "provenance": provenance,
+        "argv": sys.argv[1:],
+    }
+
+
+def _provenance_annotator(trust_anchors: Path | None) -> Callable[[Path], dict[str, Any]]:
+    """Metadata evidence beside the pixel verdict; never part of ``p_ai``."""
+    from apncli.provenance import read_provenance
+
+    anchors = _read_trust_anchors(trust_anchors)
+
+    def annotate(path: Path) -> dict[str, Any]:
+        return {"provenance": read_provenance(path, c2pa_trust_anchors=anchors).to_dict()}
+
+    return annotate
+
+
+def _read_trust_anchors(path: Path | None) -> str | None:
+    """Check the PEM bundle once, up front, instead of failing on every record."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --c2pa-trust-anchors {path}: {exc}") from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise UsageError(f"--c2pa-trust-anchors {path} holds no PEM certificate")
+    return text

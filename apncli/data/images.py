@@ -1,0 +1,278 @@
+"""Decode whatever a fact-checker found on the internet into an H×W×3 uint8 RGB array, or say why not.
+
+Every failure becomes an :class:`ImageError` with a one-line reason; no Pillow exception or traceback
+escapes, because one bad file must become one error record, not the end of a scan. The decoder is strict
+on purpose: truncated files are rejected (never ``LOAD_TRUNCATED_IMAGES``), because a half-grey image
+fed to the detector would produce a confident verdict about pixels that are not in the file. Pixels come
+only from the file bytes; the one piece of metadata honoured is the EXIF orientation. Pillow's global
+settings are never touched, so importing this module changes nothing else in the process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError, features
+
+from apncli.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Largest width × height decoded (100 MP): checked on the declared size, before any pixel is decoded."""
+
+_MAX_FRAMES_COUNTED = 1000
+"""Cap on frames counted by seeking (TIFF), whose page walk is quadratic in Pillow."""
+
+_MAX_MESSAGE = 300
+
+# Formats recognised by their magic bytes; the decoder tries only these (never EPS, which runs
+# Ghostscript, nor the dozens of exotic plugins Pillow ships).
+_SIGNED_FORMATS: dict[str, tuple[str, ...]] = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "PNG": (".png", ".apng"),
+    "WEBP": (".webp",),
+    "GIF": (".gif",),
+    "BMP": (".bmp",),
+    "TIFF": (".tif", ".tiff"),
+    "PPM": (".ppm", ".pgm", ".pbm", ".pnm"),
+    "ICO": (".ico",),
+}
+if features.check_codec("jpg_2000"):
+    _SIGNED_FORMATS["JPEG2000"] = (".jp2", ".j2k", ".jpx", ".jpf")
+if features.check("avif"):
+    _SIGNED_FORMATS["AVIF"] = (".avif",)
+
+# Formats without a real signature: almost any binary blob passes their header check, so they are tried
+# only when the file name says so, lest random bytes "decode" into a picture.
+_UNSIGNED_FORMATS: dict[str, tuple[str, ...]] = {
+    "TGA": (".tga", ".icb", ".vda", ".vst"),
+    "DIB": (".dib",),
+}
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    ext for table in (_SIGNED_FORMATS, _UNSIGNED_FORMATS) for exts in table.values() for ext in exts
+)
+"""Lower-case suffixes (with the dot) of files a folder scan picks up; compare with ``suffix.lower()``."""
+
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+# Magic numbers, used only to word errors ("truncated or corrupt PNG") when Pillow cannot even open a file.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels of the first frame, upright, plus what the file said about itself.
+
+    ``pixels`` is a writable, C-contiguous H×W×3 uint8 RGB array; ``width``/``height`` describe it (after
+    EXIF rotation). ``mode`` is the file's own pixel mode (e.g. ``"I;16"``, ``"CMYK"``) before conversion;
+    ``frames`` is the number of frames found (a lower bound when later frames are damaged or very many).
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    format: str
+    mode: str
+    frames: int
+
+
+def is_image_name(name: str | os.PathLike[str]) -> bool:
+    """Whether a file name has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode the file at ``path`` (format from its content, not its name) or raise :class:`ImageError`."""
+    # O_NONBLOCK: opening a FIFO named "photo.jpg" must not wait forever for a writer.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        with os.fdopen(os.open(path, flags), "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise ImageError("is a directory")
+            if not stat.S_ISREG(info.st_mode):
+                # FIFOs and devices could block forever or never end.
+                raise ImageError("not a regular file")
+            if info.st_size == 0:
+                raise ImageError("empty file")
+            return _decode_stream(fh, max_pixels, _formats_for(Path(os.fsdecode(path)).suffix))
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise ImageError(describe_os_error(exc)) from exc
+
+
+def decode_bytes(
+    data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS, *, name: str | None = None
+) -> DecodedImage:
+    """Decode an in-memory file; ``name`` (optional) only enables signature-less formats such as TGA."""
+    if len(data) == 0:
+        raise ImageError("empty file")
+    suffix = Path(name).suffix if name else ""
+    return _decode_stream(io.BytesIO(bytes(data)), max_pixels, _formats_for(suffix))
+
+
+def _formats_for(suffix: str) -> tuple[str, ...]:
+    """Formats Pillow may try for a file with this suffix: all signed ones, plus a matching unsigned one."""
+    unsigned = tuple(fmt for fmt, exts in _UNSIGNED_FORMATS.items() if suffix.lower() in exts)
+    return (*_SIGNED_FORMATS, *unsigned)
+
+
+def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> DecodedImage:
+    """Open, size-check, fully decode and convert; every foreign exception becomes an ImageError."""
+    stage, fmt = "open", _sniff(fh)
+    try:
+        with Image.open(fh, formats=list(formats)) as im:
+            fmt = im.format or "image"
+            _check_size(im.size, max_pixels)
+            stage = "decode"
+            im.load()
+            stage = "convert"
+            mode = im.mode
+            pixels = _apply_orientation(_to_rgb(im), _orientation(im))
+            frames = _count_frames(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning if escalated
+        raise ImageError(_bomb_reason(exc, max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        if fmt == "image":
+            raise ImageError("not an image (unrecognised format)") from exc
+        raise ImageError(f"truncated or corrupt {fmt}: unreadable header") from exc
+    except MemoryError as exc:
+        raise ImageError(f"out of memory while decoding {fmt}") from exc
+    except Exception as exc:  # Pillow raises anything from OSError to struct.error on hostile input
+        raise ImageError(_describe(exc, stage, fmt)) from exc
+    height, width = pixels.shape[:2]
+    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames)
+
+
+def _sniff(fh: BinaryIO) -> str:
+    """The format the first bytes claim, or ``"image"``; for wording errors only, never for decoding."""
+    head = fh.read(16)
+    fh.seek(0)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), "image")
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse decompression bombs from the declared size, before a single pixel is decoded."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageError(f"image too large: {width}x{height} exceeds {max_pixels / 1e6:g} MP limit")
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to RGB uint8, scaling high bit depths rather than clipping them."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow's own convert() clips 16-bit values at 255; keep the high byte like Pillow does for
+        # 16-bit RGB, so grey and colour 16-bit files get the same scaling.
+        wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+        return _gray_to_rgb((wide >> 8).astype(np.uint8))
+    if mode == "F":
+        # Floating-point images conventionally span [0, 1].
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        return _gray_to_rgb(np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8))
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info):
+        # Drop alpha without compositing: the colour under a transparent pixel is still the file's pixel.
+        rgba = np.asarray(im.convert("RGBA"))
+        return np.ascontiguousarray(rgba[..., :3])
+    rgb = im if mode == "RGB" else im.convert("RGB")
+    return np.array(rgb, dtype=np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1–8), or 1 when absent or unreadable: broken EXIF must not sink good pixels."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip like ``ImageOps.exif_transpose`` so the array is upright, and C-contiguous."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](pixels) if orientation in ops else pixels)
+
+
+def _count_frames(im: Image.Image) -> int:
+    """Frames in the file, cheaply: header counts where the format has them, a capped walk for TIFF."""
+    try:
+        if not getattr(im, "is_animated", False):
+            return 1
+        if im.format != "TIFF":
+            return int(getattr(im, "n_frames", 1))
+        while im.tell() + 1 < _MAX_FRAMES_COUNTED:
+            im.seek(im.tell() + 1)
+    except Exception:
+        pass  # a damaged later frame: report what was reached
+    try:
+        return im.tell() + 1
+    except Exception:
+        return 1
+
+
+def _bomb_reason(exc: Exception, max_pixels: int) -> str:
+    """Pillow refuses huge sizes (over 2 × its MAX_IMAGE_PIXELS) while opening, before our own check."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    if match is None:
+        return _one_line(f"image too large: {exc}")
+    pixels = int(match.group(1))
+    if pixels > max_pixels:
+        return f"image too large: {pixels} pixels exceeds {max_pixels / 1e6:g} MP limit"
+    return f"image too large: {pixels} pixels exceeds the decoder's decompression-bomb limit"
+
+
+def _describe(exc: BaseException, stage: str, fmt: str) -> str:
+    """One line that says what went wrong, in terms a fact-checker can act on."""
+    detail = str(exc) or type(exc).__name__
+    if stage in ("open", "decode"):
+        return _one_line(f"truncated or corrupt {fmt}: {detail}")
+    return _one_line(f"unsupported {fmt} pixel data: {detail}")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``no such file or directory`` rather than ``[Errno 2] No such file or directory: '/x'``.
+
+    The path is left out because every report already shows it (escaped, see ``display_path``).
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return _one_line(reason[:1].lower() + reason[1:])
+
+
+def _one_line(text: str) -> str:
+    """Collapse whitespace (messages end up in one JSON field / one terminal line) and bound the length."""
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"

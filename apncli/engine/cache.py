@@ -1,0 +1,168 @@
+"""Find weights on disk, or fetch them once into the user cache.
+
+Resolution order: an existing path the user gave → a file shipped in ``weights/`` → the user cache →
+download (unless ``APN_OFFLINE=1``). Hashing a 350 MB backbone on every run would cost more than the
+scan, so a file is hashed in full the first time it is used and the result is recorded in a small stamp
+(path, size, mtime, inode); it is trusted again only while those still match. ``verify_cache`` ignores
+stamps and re-hashes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+from apncli.engine.download import download, file_digest
+from apncli.engine.registry import RegistryEntry, get_entry, list_entries, weights_dir
+from apncli.errors import ModelNotFoundError
+
+CACHE_ENV = "APN_CACHE_DIR"
+OFFLINE_ENV = "APN_OFFLINE"
+_WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".ckpt", ".bin"}
+Registry = dict[str, RegistryEntry]
+
+
+def cache_dir() -> Path:
+    """``$APN_CACHE_DIR`` if set, else the platform's user cache dir for "apn" (not created here)."""
+    override = os.environ.get(CACHE_ENV, "").strip()
+    return Path(override).expanduser() if override else Path(platformdirs.user_cache_dir("apn"))
+
+
+def offline() -> bool:
+    """True when ``APN_OFFLINE`` is set to something truthy (1/true/yes/on)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cache_path(entry: RegistryEntry) -> Path:
+    """Where a remote entry lives once downloaded."""
+    if entry.filename is None:
+        raise ModelNotFoundError(f"weights {entry.name!r} are shipped with apn, not cached")
+    return cache_dir() / entry.filename
+
+
+def resolve_weights(name_or_path: str | os.PathLike[str], *, registry: Registry | None = None,
+                    retries: int = 3, timeout: float = 30.0, backoff: float = 1.0) -> Path:
+    """Return a local, verified file for a path or a registry name, downloading it if allowed."""
+    text = os.fspath(name_or_path)
+    candidate = Path(text).expanduser()
+    if not text.strip():
+        raise ModelNotFoundError("weights file not found: '' (empty name)")
+    if candidate.is_file():
+        return candidate
+    if candidate.exists():
+        raise ModelNotFoundError(f"weights path {text!r} is not a file")
+    if _looks_like_path(text):
+        raise ModelNotFoundError(f"weights file not found: {text!r}")
+    entry = get_entry(text, registry)
+    if not entry.is_remote:
+        return _shipped_file(entry)
+    for place in (weights_dir() / str(entry.filename), cache_path(entry)):
+        if place.is_file() and _trusted(place, entry):
+            return place
+    if offline():
+        raise ModelNotFoundError(_offline_message(entry))
+    path = download(str(entry.url), cache_path(entry), str(entry.sha256), int(entry.size or 0),
+                    retries=retries, timeout=timeout, backoff=backoff)
+    _record_verified(path, str(entry.sha256))
+    return path
+
+
+def verify_cache(registry: Registry | None = None) -> list[tuple[str, str]]:
+    """Re-hash every cached download; corrupt files are deleted. Returns (name, status) per entry.
+
+    Statuses: "ok", "not cached", "corrupt (removed)", "shipped", "shipped file missing".
+    """
+    report: list[tuple[str, str]] = []
+    for entry in list_entries(registry):
+        if not entry.is_remote:
+            shipped = (weights_dir() / str(entry.file)).is_file()
+            report.append((entry.name, "shipped" if shipped else "shipped file missing"))
+            continue
+        path = cache_path(entry)
+        if not path.is_file():
+            report.append((entry.name, "not cached"))
+        elif _full_check(path, entry):
+            report.append((entry.name, "ok"))
+        else:
+            path.unlink(missing_ok=True)
+            report.append((entry.name, "corrupt (removed)"))
+    return report
+
+
+def _looks_like_path(text: str) -> bool:
+    """A name with a separator or a weights suffix was meant as a file; say "not found", not "unknown"."""
+    return (os.sep in text or "/" in text or text.startswith(("~", "."))
+            or Path(text).suffix.lower() in _WEIGHT_SUFFIXES)
+
+
+def _shipped_file(entry: RegistryEntry) -> Path:
+    path = weights_dir() / str(entry.file)
+    if not path.is_file():
+        raise ModelNotFoundError(f"weights {entry.name!r} should ship with apn as {path}, but the file is "
+                                 "missing; reinstall apn")
+    _trusted(path, entry)  # raises for a shipped file that does not match its pin
+    return path
+
+
+def _trusted(path: Path, entry: RegistryEntry) -> bool:
+    """Size check always; sha256 on first use (then stamped). A bad cached file is removed on the spot."""
+    if entry.size is not None and path.stat().st_size != entry.size:
+        ok = False
+    elif entry.sha256 is None or _is_stamped(path, entry.sha256):
+        return True
+    else:
+        ok = _full_check(path, entry)
+    if ok:
+        return True
+    if path.resolve().parent == cache_dir().resolve():
+        path.unlink(missing_ok=True)  # the cache never keeps a bad file
+        return False
+    raise ModelNotFoundError(f"{path} does not match the registered size/sha256 of {entry.name!r}; "
+                             "delete or replace it")
+
+
+def _full_check(path: Path, entry: RegistryEntry) -> bool:
+    if entry.size is not None and path.stat().st_size != entry.size:
+        return False
+    if entry.sha256 is not None and file_digest(path) != entry.sha256:
+        return False
+    if entry.sha256 is not None:
+        _record_verified(path, entry.sha256)
+    return True
+
+
+def _stamp_file(sha256: str) -> Path:
+    return cache_dir() / "verified" / f"{sha256}.json"
+
+
+def _fingerprint(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _is_stamped(path: Path, sha256: str) -> bool:
+    try:
+        return json.loads(_stamp_file(sha256).read_text(encoding="utf-8")) == _fingerprint(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _record_verified(path: Path, sha256: str) -> None:
+    """Best effort: a read-only cache only costs a re-hash next time."""
+    stamp = _stamp_file(sha256)
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_fingerprint(path)), encoding="utf-8")
+        os.replace(tmp, stamp)
+    except OSError:
+        return
+
+
+def _offline_message(entry: RegistryEntry) -> str:
+    return (f"weights {entry.name!r} are not cached and {OFFLINE_ENV}=1 forbids downloading them: fetch "
+            f"{entry.url} ({entry.size} bytes, sha256 {entry.sha256}) and put it at {cache_path(entry)} "
+            f"(or in {weights_dir()}), or pass the file's path instead of the name")

@@ -1,0 +1,233 @@
+"""The one object every command uses to run a checkpoint: ``Detector``.
+
+It hides where weights come from (registry name, cache, path), how an image becomes crops (as the
+checkpoint's preprocessing says), which device runs them, and how crop scores become an image score and a
+verdict. Commands never touch the network directly; they go through this small API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from apncli.data import crops as crop_ops
+from apncli.engine import cache, checkpoint, registry
+from apncli.engine.device import autocast_dtype, select_device
+from apncli.errors import CheckpointError, ModelNotFoundError
+from apncli.model import APN, APNConfig, APNOutput, build_model
+
+AI_GENERATED = "ai-generated"
+REAL = "real"
+INCONCLUSIVE = "inconclusive"
+
+NO_DEFAULT_MODEL = (
+    "no default detector is installed in this version of apn; pass --weights PATH "
+    "(a .safetensors checkpoint written by `apn train`) or a registered name from `apn models list`"
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a user needs to cite a result: which model, which exact file, which decision rule."""
+
+    name: str
+    sha256: str | None
+    path: Path | None
+    config: APNConfig
+    threshold: float
+    inconclusive_band: tuple[float, float] | None
+    preprocessing: dict[str, Any]
+    metadata: dict[str, Any] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``model`` object of every scan record: enough to reproduce the score."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Where an image is analysed: top-left corners of ``size``-pixel crops on the (wrap-padded) canvas."""
+
+    size: int
+    positions: list[tuple[int, int]]
+
+
+@dataclass
+class Analysis:
+    """Everything ``explain`` renders for one image, computed by one forward pass of the network."""
+
+    p_ai: float
+    tile_probabilities: list[float]
+    crop_box: tuple[int, int, int, int]  # x, y, width, height on the padded canvas
+    crop_rgb: np.ndarray
+    input_tensor: torch.Tensor  # 1×3×S×S, BGR in [0,1], on the detector's device
+    output: APNOutput
+
+
+class Detector:
+    """A loaded checkpoint on a device, with the preprocessing and decision rule it was calibrated with."""
+
+    def __init__(self, model: APN, info: ModelInfo, device: torch.device) -> None:
+        self.model = model.eval().to(device)
+        self.info = info
+        self.device = device
+        self._autocast = autocast_dtype(device)
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    # ----------------------------------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, name_or_path: str | Path | None = None, device: str | None = "auto") -> Detector:
+        """Load a checkpoint by registered name or path; ``None`` means the registry's default detector."""
+        if name_or_path is None:
+            name_or_path = registry.default_name()
+            if name_or_path is None:
+                raise ModelNotFoundError(NO_DEFAULT_MODEL)
+        path = cache.resolve_weights(str(name_or_path))
+        state_dict, metadata = checkpoint.load_checkpoint(path)
+        name = str(metadata.get("name") or Path(path).stem)
+        if not Path(str(name_or_path)).exists():
+            name = str(name_or_path)
+        return cls._from_state(state_dict, metadata, name=name, path=Path(path),
+                               sha256=checkpoint.file_sha256(path), device=device)
+
+    @classmethod
+    def from_model(cls, model: APN, metadata: dict[str, Any], *, name: str = "in-memory",
+                   device: str | None = "cpu") -> Detector:
+        """Wrap a model already in memory (training, tests) with the same decision rule as a file."""
+        info = _model_info(metadata, model.config, name=name, path=None, sha256=None)
+        return cls(model, info, select_device(device))
+
+    @classmethod
+    def _from_state(cls, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any], *, name: str,
+                    path: Path, sha256: str, device: str | None) -> Detector:
+        try:
+            config = APNConfig.from_dict(metadata["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path.name}: invalid model config in metadata: {exc}") from exc
+        model = build_model(config)
+        expected = {key: value.shape for key, value in model.state_dict().items()}
+        checkpoint.check_state_dict(expected, state_dict)
+        model.load_state_dict(state_dict, strict=True)
+        info = _model_info(metadata, config, name=name, path=path, sha256=sha256)
+        return cls(model, info, select_device(device))
+
+    # -------------------------------------------------------------------------------------- decisions
+    def verdict(self, p_ai: float, threshold: float | None = None) -> str:
+        """Map a probability to a verdict; an explicit threshold disables the calibrated uncertainty band."""
+        if threshold is None and self.info.inconclusive_band is not None:
+            low, high = self.info.inconclusive_band
+            if low <= p_ai <= high and low < high:
+                return INCONCLUSIVE
+        cut = self.info.threshold if threshold is None else threshold
+        return AI_GENERATED if p_ai >= cut else REAL
+
+    # ------------------------------------------------------------------------------------- preprocessing
+    @property
+    def crop_size(self) -> int:
+        return int(self.info.preprocessing.get("crop", self.info.config.crop))
+
+    @property
+    def max_tiles(self) -> int:
+        multi = self.info.preprocessing.get("multi_crop") or {}
+        return int(multi.get("max_tiles", 1)) if multi.get("enabled", False) else 1
+
+    def plan_crops(self, height: int, width: int) -> CropPlan:
+        """Native-resolution crops: never resize (it destroys the artifacts), tile large images."""
+        size = self.crop_size
+        padded_h, padded_w = max(height, size), max(width, size)
+        positions = crop_ops.tile_positions(padded_h, padded_w, size, self.max_tiles)
+        return CropPlan(size=size, positions=positions)
+
+    def crops_of(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The RGB crops of one image, as ``plan_crops`` places them (used by decode workers)."""
+        canvas = crop_ops.pad_to(rgb, self.crop_size)
+        plan = self.plan_crops(*rgb.shape[:2])
+        return [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
+
+    # -------------------------------------------------------------------------------------- inference
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Probability of being AI-generated for each RGB crop, in one batched forward pass."""
+        if not crops:
+            return np.zeros(0, dtype=np.float64)
+        batch = self._to_input(crops)
+        with torch.inference_mode(), self._autocast_context():
+            logits = self.model(batch).logits
+        return torch.softmax(logits.float(), dim=1)[:, 1].double().cpu().numpy()
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Per-image probability (mean over the image's crops) for RGB uint8 arrays."""
+        per_image = [self.crops_of(image) for image in images]
+        flat = [crop for crops in per_image for crop in crops]
+        scores = np.concatenate([self.predict_crops(flat[i:i + batch_size])
+                                 for i in range(0, len(flat), batch_size)] or [np.zeros(0)])
+        return aggregate(scores, [len(crops) for crops in per_image])
+
+    def analyse(self, rgb: np.ndarray) -> Analysis:
+        """Score all crops, then rerun the one that drove the verdict with everything ``explain`` needs."""
+        crops = self.crops_of(rgb)
+        tile_scores = self.predict_crops(crops)
+        p_ai = float(tile_scores.mean())
+        chosen = int(np.argmax(tile_scores) if self.verdict(p_ai) == AI_GENERATED else np.argmin(tile_scores))
+        y, x = self.plan_crops(*rgb.shape[:2]).positions[chosen]
+        tensor = self._to_input([crops[chosen]])
+        with torch.inference_mode():
+            output = self.model(tensor, return_images=True)
+        return Analysis(p_ai=p_ai, tile_probabilities=[float(s) for s in tile_scores],
+                        crop_box=(x, y, self.crop_size, self.crop_size), crop_rgb=crops[chosen],
+                        input_tensor=tensor, output=output)
+
+    def _to_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = crop_ops.to_tensor_bgr(list(crops)).to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _autocast_context(self) -> contextlib.AbstractContextManager:
+        if self._autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._autocast)
+
+    def describe(self) -> dict[str, Any]:
+        """The run manifest's model part: what a report must cite to be reproducible."""
+        return {
+            "name": self.info.name,
+            "sha256": self.info.sha256,
+            "config": self.info.config.name,
+            "threshold": self.info.threshold,
+            "inconclusive_band": list(self.info.inconclusive_band) if self.info.inconclusive_band else None,
+            "preprocessing": self.info.preprocessing,
+            "device": str(self.device),
+        }
+
+
+def aggregate(crop_scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Mean crop probability per image: every crop of a generated image carries the trace."""
+    out = np.empty(len(counts), dtype=np.float64)
+    start = 0
+    for index, count in enumerate(counts):
+        out[index] = float(crop_scores[start:start + count].mean()) if count else float("nan")
+        start += count
+    return out
+
+
+def _model_info(metadata: dict[str, Any], config: APNConfig, *, name: str, path: Path | None,
+                sha256: str | None) -> ModelInfo:
+    band = metadata.get("inconclusive_band")
+    preprocessing = dict(metadata.get("preprocessing") or checkpoint.default_preprocessing(config))
+    return ModelInfo(
+        name=name,
+        sha256=sha256,
+        path=path,
+        config=config,
+        threshold=float(metadata.get("threshold", 0.5)),
+        inconclusive_band=(float(band[0]), float(band[1])) if band else None,
+        preprocessing=preprocessing,
+        metadata=metadata,
+    )

@@ -1,0 +1,29 @@
+"""Run-level error types.
+
+File-level problems (one bad image) are values in a record, never exceptions that escape a run; these
+types are for problems that stop a whole command, which the CLI turns into one line and an exit code.
+"""
+
+
+class APNError(Exception):
+    """Base of every error the CLI prints as one line instead of a traceback."""
+
+
+class UsageError(APNError):
+    """Bad flags or arguments (exit code 2)."""
+
+
+class ModelNotFoundError(APNError):
+    """An unknown weights name, a missing file, or a model that offline mode cannot fetch."""
+
+
+class CheckpointError(APNError):
+    """A checkpoint that is malformed, lies about itself, or would need unsafe loading."""
+
+
+class DownloadError(APNError):
+    """A transfer that failed, or whose bytes did not match the registered size or hash, after retries."""
+
+
+class ImageError(APNError):
+    """One image could not be decoded; the scan turns it into a record's ``error`` and goes on."""

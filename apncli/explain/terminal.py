@@ -1,0 +1,154 @@
+"""The Rich terminal view of an explanation: verdict, two compact band heatmaps and the top bands.
+
+It must read over SSH and in a log: maps are 24×24 cells drawn with half-block characters (two cells per
+character, so cells come out square), and fall back to a character ramp when the console has no colour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from apncli.explain import drawing, spectra
+from apncli.explain.explanation import CHANNELS, MAP_CELLS, AxisRange, Explanation
+
+TOP_BANDS = 5
+RAMP = " .:-=+*#%@"
+VERDICT_STYLES = {"ai-generated": "bold red", "real": "bold green", "inconclusive": "bold yellow"}
+LABEL_WIDTH = 6
+
+
+def render_terminal(explanation: Explanation, console: Console) -> None:
+    """Print the explanation to ``console`` (stdout normally, stderr when stdout carries JSON)."""
+    e = explanation
+    console.print(_summary(e))
+    console.print()
+    console.print(_maps(e, colour=console.color_system is not None))
+    console.print()
+    console.print(_band_table(e))
+
+
+def _summary(e: Explanation) -> Group:
+    style = VERDICT_STYLES.get(e.verdict, "bold")
+    name = escape(e.source) if e.source else "(image in memory)"
+    rule = f"threshold {e.threshold:.2f}"
+    if e.inconclusive_band:
+        rule += f", inconclusive {e.inconclusive_band[0]:.2f}-{e.inconclusive_band[1]:.2f}"
+    x, y, w, h = e.crop_box
+    sha = (e.model.get("sha256") or "unknown")[:12]
+    padded = ", image wrap-padded" if e.padded else ""
+    return Group(
+        Text.from_markup(f"[bold]apn explain[/] {name}"),
+        Text.from_markup(f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
+        Text(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})"),
+        Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px; analysed crop {w}x{h} at x={x}, y={y} "
+             f"(tile {e.tile_index + 1} of {len(e.tiles)}{padded}), p(AI) of crop = {e.p_crop:.3f}"),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- maps
+def _maps(e: Explanation, colour: bool) -> Group:
+    """Amplitude and phase band maps side by side, with frequency axes and a colour legend."""
+    top = e.band_display_max()
+    blocks = [_map_block(f"{name} bands", spectra.cells(e.centred_band_map(name), MAP_CELLS) / top, colour)
+              for name in ("amplitude", "phase")]
+    lines = [Text("   ").join([left, right]) for left, right in zip(*blocks, strict=True)]
+    caption = Text("  colour = weight share of proposals covering the bin, sum_k w_k*mask_k / sum_k w_k "
+                   "(mean over B,G,R); centred spectrum, cycles/pixel", style="dim")
+    return Group(*lines, _legend(colour, top), caption)
+
+
+def _map_block(title: str, grid: np.ndarray, colour: bool) -> list[Text]:
+    """Title, 12 text lines of 24 cells (two cell rows per line), and an f_x axis underneath.
+
+    Cell i of the centred axis starts at f = i/n - 0.5, so f = 0 is cell n/2 and the last cell is 0.5.
+    """
+    rows, width = grid.shape
+    pairs = rows // 2
+    labels = {0: "-0.5", pairs // 4: "f_y", pairs // 2: "0", pairs - 1: "0.5"}
+    lines = [Text(" " * LABEL_WIDTH + title.ljust(width), style="bold")]
+    for pair in range(pairs):
+        line = Text(labels.get(pair, "").rjust(LABEL_WIDTH - 1) + " ", style="dim", end="")
+        top, bottom = grid[2 * pair], grid[2 * pair + 1]
+        lines.append(Text.assemble(line, _half_blocks(top, bottom) if colour else _ramp(top, bottom)))
+    axis = _place(width, {0: "-0.5", width // 2: "0", width - 3: "0.5"})
+    lines.append(Text(" " * LABEL_WIDTH + axis, style="dim"))
+    lines.append(Text(" " * LABEL_WIDTH + "f_x (cycles/pixel)".center(width), style="dim"))
+    return lines
+
+
+def _place(width: int, labels: dict[int, str]) -> str:
+    """A line of ``width`` spaces with each label written from its column."""
+    chars = [" "] * width
+    for start, label in labels.items():
+        chars[start:start + len(label)] = label
+    return "".join(chars[:width])
+
+
+def _rgb(value: float) -> str:
+    r, g, b = drawing.colormap("viridis")[int(np.clip(value, 0.0, 1.0) * 255 + 0.5)]
+    return f"rgb({r},{g},{b})"
+
+
+def _half_blocks(top: np.ndarray, bottom: np.ndarray) -> Text:
+    text = Text()
+    for upper, lower in zip(top, bottom, strict=True):
+        text.append("▀", Style.parse(f"{_rgb(upper)} on {_rgb(lower)}"))
+    return text
+
+
+def _ramp(top: np.ndarray, bottom: np.ndarray) -> Text:
+    values = (top + bottom) / 2
+    return Text("".join(RAMP[int(np.clip(v, 0.0, 1.0) * (len(RAMP) - 1) + 0.5)] for v in values))
+
+
+def _legend(colour: bool, top: float) -> Text:
+    steps = np.linspace(0.0, 1.0, 16)
+    legend = Text("  scale  0 ")
+    if colour:
+        for value in steps:
+            legend.append("█", Style.parse(_rgb(value)))
+    else:
+        legend.append("".join(RAMP[int(v * (len(RAMP) - 1) + 0.5)] for v in steps))
+    return legend.append(f" {top:.2f}")
+
+
+# ------------------------------------------------------------------------------------------------- table
+def _band_table(e: Explanation) -> Table:
+    """One block per band (amplitude row, phase row), so it fits an 80-column terminal."""
+    top = e.bands_by_weight()[:TOP_BANDS]
+    title = f"Top {len(top)} of {len(e.bands)} bands by weight (frequencies in cycles/pixel; all in --json)"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for header, justify in (("k", "right"), ("weight", "right"), ("dp", "right"), ("", "left"),
+                            ("f_y (row stripe)", "left"), ("f_x (column stripe)", "left")):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for band in top:
+        delta = "-" if band.occlusion_delta is None else f"{band.occlusion_delta:+.3f}"
+        for i, (name, component) in enumerate((("amp", band.amplitude), ("phase", band.phase))):
+            lead = [str(band.index), f"{band.weight:.3f}", delta] if i == 0 else ["", "", ""]
+            table.add_row(*lead, name, _channels([r.rows for r in component]),
+                          _channels([r.columns for r in component]), end_section=i == 1)
+    table.caption = ("one line per channel (B, G, R) where they differ; "
+                     "dp = p(crop) - p(crop without the band's amplitude bins)")
+    return table
+
+
+def _channels(axes: list[AxisRange]) -> str:
+    """One line when every channel has the same stripe, else one line per channel."""
+    texts = [_axis(axis) for axis in axes]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return "\n".join(f"{channel} {text}" for channel, text in zip(CHANNELS, texts, strict=True))
+
+
+def _axis(axis: AxisRange) -> str:
+    if not axis.valid:
+        return "[yellow]invalid (DC)[/]"
+    return " & ".join(f"{lo:.3f}" if lo == hi else f"{lo:.3f}..{hi:.3f}" for lo, hi in axis.cycles_per_pixel)
+
+
+__all__ = ["render_terminal"]

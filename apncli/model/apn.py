@@ -1,0 +1,237 @@
+"""The Artifact Purification Network (reference §1-§3).
+
+Explicit purification happens here: the frequency branch splits each image into K artifact-related and K
+artifact-irrelevant images via proposed spectral bands, and the spatial branch projects its feature onto
+two learnable subspaces. Implicit purification (alignment losses, CLUB) lives in training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import ConvNeXt, ResNet
+from .config import APNConfig, get_config
+from .proposal import BandProposal, BandProposer
+from .spectrum import band_masks, polar, split_bands
+
+
+@dataclass
+class APNOutput:
+    """Everything one forward produces; features are (B, D), logits (B, 2) with class 1 = AI-generated.
+
+    ``logits`` (from the fused artifact feature) is the only output used at inference; the others feed
+    the training losses and ``explain``. ``art_images``/``irr_images`` are (B, K, 3, H, W) only when
+    requested, because keeping them costs 2·K images of memory per input.
+    """
+
+    logits: Tensor
+    logits_freq: Tensor
+    logits_spatial: Tensor
+    f_art: Tensor
+    f_irr: Tensor
+    f_art_spatial: Tensor
+    f_irr_spatial: Tensor
+    f_art_freq: Tensor
+    f_irr_freq: Tensor
+    band_weights: Tensor
+    amplitude: BandProposal
+    phase: BandProposal
+    art_images: Tensor | None = None
+    irr_images: Tensor | None = None
+
+
+class SpatialBases(nn.Module):
+    """Two learnable rank-r bases of the spatial feature space (reference §3, "SpaceBase").
+
+    Initialised to [I | 0] (semantic) and [0 | I] (generative), i.e. a split of F into its first and last
+    r dims that training may rotate slightly (the bases get a tiny learning rate).
+    """
+
+    def __init__(self, rank: int, dim: int) -> None:
+        super().__init__()
+        eye = torch.eye(rank)
+        self.semantic_base = nn.Parameter(torch.cat((eye, torch.zeros(rank, dim - rank)), dim=1))
+        self.generative_base = nn.Parameter(torch.cat((torch.zeros(rank, dim - rank), eye), dim=1))
+
+    def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """F → (f_irr, f_art) = ((F Bᵀ_irr) B_irr, (F Bᵀ_art) B_art)."""
+        f_irr = (feat @ self.semantic_base.T) @ self.semantic_base
+        f_art = (feat @ self.generative_base.T) @ self.generative_base
+        return f_irr, f_art
+
+
+def _mlp(sizes: Sequence[int], final: nn.Module | None = None) -> nn.Sequential:
+    """Linear layers through ``sizes`` with ReLU between them (not after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
+
+
+class APN(nn.Module):
+    """APN over Bx3xcropxcrop BGR images in [0, 1] (no ImageNet normalisation, as in the paper's code)."""
+
+    def __init__(self, config: APNConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        height, width = c.crop, c.spectrum_width
+        self.spatial_backbone = ConvNeXt(
+            c.convnext_widths, c.convnext_depths, c.feature_dim, c.stochastic_depth
+        )
+        self.spatial_bases = SpatialBases(c.base_rank, c.feature_dim)
+        proposer = dict(blocks=c.proposer_blocks, neck=c.proposer_neck, anchor_max=c.anchor_max)
+        self.amplitude_proposer = BandProposer(height, width, c.num_bands, **proposer)
+        self.phase_proposer = BandProposer(height, width, c.num_bands, **proposer)
+        self.generative_head = ResNet(c.resnet_widths, c.resnet_blocks)  # from scratch, on x_art
+        self.semantic_head = ResNet(c.resnet_widths, c.resnet_blocks)  # ImageNet-initialisable, on x_irr
+        bdim = c.band_feature_dim
+        self.attention = nn.MultiheadAttention(bdim, c.attention_heads, batch_first=True)
+        self.attention_mlp = _mlp((bdim, *c.attention_hidden, 1), nn.Sigmoid())
+        self.art_proj = nn.Linear(bdim, c.feature_dim)
+        self.irr_proj = nn.Linear(bdim, c.feature_dim)
+        self.classifier = _mlp((c.feature_dim, *c.classifier_hidden, 2))
+
+    # -- parameter groups -------------------------------------------------------------------------------
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The decomposition bases, which the paper trains with their own (1e-7) learning rate."""
+        return list(self.spatial_bases.parameters())
+
+    def other_parameters(self) -> list[nn.Parameter]:
+        """Every trainable parameter except the decomposition bases."""
+        bases = {id(p) for p in self.base_parameters()}
+        return [p for p in self.parameters() if id(p) not in bases]
+
+    # -- forward ----------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, return_images: bool = False) -> APNOutput:
+        self._check_input(x)
+        batch, k = x.shape[0], self.config.num_bands
+        with torch.autocast(device_type=x.device.type, enabled=False):  # FFTs need fp32 at non-2^n sizes
+            freq = torch.fft.rfft2(x.float())
+            amp, phase = polar(freq)
+            prop_a, prop_p = self.amplitude_proposer(amp), self.phase_proposer(phase)
+            masks = self._masks(prop_a, for_split=True), self._masks(prop_p, for_split=True)
+            art, irr = split_bands(freq, *masks, x.shape[-2:])
+        g = self._run_head(self.generative_head, art).view(batch, k, -1)
+        s = self._run_head(self.semantic_head, irr).view(batch, k, -1)
+        attended = self.attention(g, g, g, need_weights=False)[0]
+        weights = self.attention_mlp(attended).squeeze(-1)
+        f_art_freq = (weights.unsqueeze(-1) * self.art_proj(g)).sum(1)  # not normalised: Σw ≠ 1 (§8.11)
+        f_irr_freq = self.irr_proj(s).mean(1)
+        f_irr_spatial, f_art_spatial = self.spatial_bases(self.spatial_backbone(x))
+        f_art = (f_art_spatial + f_art_freq) / 2
+        return APNOutput(
+            logits=self.classifier(f_art),
+            logits_freq=self.classifier(f_art_freq),
+            logits_spatial=self.classifier(f_art_spatial),
+            f_art=f_art,
+            f_irr=(f_irr_spatial + f_irr_freq) / 2,
+            f_art_spatial=f_art_spatial,
+            f_irr_spatial=f_irr_spatial,
+            f_art_freq=f_art_freq,
+            f_irr_freq=f_irr_freq,
+            band_weights=weights,
+            amplitude=prop_a,
+            phase=prop_p,
+            art_images=art if return_images else None,
+            irr_images=irr if return_images else None,
+        )
+
+    def probability(self, x: Tensor) -> Tensor:
+        """p(AI-generated) = softmax(logits)[:, 1], shape (B,)."""
+        return torch.softmax(self(x).logits, dim=-1)[:, 1]
+
+    def band_masks(self, output: APNOutput) -> dict[str, Tensor]:
+        """The (B, 3, K, H, W') masks behind ``output`` for amplitude and phase (for ``explain``)."""
+        return {"amplitude": self._masks(output.amplitude), "phase": self._masks(output.phase)}
+
+    def _masks(self, prop: BandProposal, for_split: bool = False) -> Tensor:
+        """(B, 3, K, H, W') float masks of a proposal, or (B, K, 3, H, W') in the split's cheap form."""
+        c = self.config
+        soft = c.mask == "soft"
+        if for_split:
+            prop = prop.permuted()
+        return band_masks(
+            prop.starts_x,
+            prop.ends_x,
+            prop.starts_y,
+            prop.ends_y,
+            c.crop,
+            c.spectrum_width,
+            soft=soft,
+            tau=c.soft_mask_tau,
+            dtype=torch.bool if for_split and not soft else None,
+        )
+
+    @staticmethod
+    def _run_head(head: ResNet, images: Tensor) -> Tensor:
+        """One batched call over all B·K band images, fed channels-last (faster on CPU and tensor cores)."""
+        return head(images.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+
+    def _check_input(self, x: Tensor) -> None:
+        crop = self.config.crop
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, crop, crop):
+            raise ValueError(
+                f"APN '{self.config.name}' expects Bx3x{crop}x{crop} input, got {tuple(x.shape)}"
+            )
+
+
+def build_model(config_or_name: APNConfig | str) -> APN:
+    """An APN from a config or a registered config name."""
+    config = get_config(config_or_name) if isinstance(config_or_name, str) else config_or_name
+    return APN(config)
+
+
+_BACKBONE_TARGETS = {
+    # name → (config field that must name it, APN submodule, torchvision head prefix to drop)
+    "convnext_base": ("spatial_backbone", "spatial_backbone", "classifier."),
+    "resnet18": ("band_backbone", "semantic_head", "fc."),
+}
+
+
+def load_backbone_weights(model: APN, name: str, state_dict: Mapping[str, Tensor]) -> int:
+    """Load a torchvision ImageNet state dict into the matching trunk; returns the number of tensors loaded.
+
+    ``"convnext_base"`` goes into the spatial backbone, ``"resnet18"`` into the semantic band head (the
+    generative head stays random, as in the paper). The trunk must match exactly (every key, every shape);
+    only torchvision's classification head (``classifier.*`` / ``fc.*``) is ignored, since APN replaces it.
+    """
+    if name not in _BACKBONE_TARGETS:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(_BACKBONE_TARGETS)}")
+    field, attr, head = _BACKBONE_TARGETS[name]
+    if getattr(model.config, field) != name:
+        have = getattr(model.config, field)
+        raise ValueError(f"config {model.config.name!r} has {field}={have!r}, not {name!r}")
+    target: nn.Module = getattr(model, attr)
+    expected = {k: v for k, v in target.state_dict().items() if not k.startswith(head)}
+    given = {k: v for k, v in state_dict.items() if not k.startswith(head)}
+    _check_same_trunk(name, expected, given)
+    target.load_state_dict(given, strict=False)
+    return len(given)
+
+
+def _check_same_trunk(name: str, expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> None:
+    missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{name} state dict does not match the trunk: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(given[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise ValueError(
+            f"{name} state dict has {len(wrong)} shape mismatch(es), e.g. {k}: "
+            f"{tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
+        )
+
+
+__all__ = ["APN", "APNOutput", "SpatialBases", "build_model", "load_backbone_weights"]

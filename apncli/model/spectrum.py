@@ -1,0 +1,114 @@
+"""Spectra, band masks and the artifact/irrelevant split (reference §2.1, §2.3, §2.4).
+
+Everything is on the *unshifted* rfft2 grid: rows u = 0..H-1 in standard FFT order, columns v = 0..W'-1
+with W' = W//2 + 1. A band is the union of a row stripe and a column stripe (a "cross"), per colour
+channel, separately for amplitude and phase. All functions are batched tensor ops: no Python loops over
+batch or proposals, because this runs 2·K times per image on the hot path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def polar(freq: Tensor) -> tuple[Tensor, Tensor]:
+    """Linear amplitude |X| and phase angle(X) in (-pi, pi] of a complex spectrum."""
+    return freq.abs(), freq.angle()
+
+
+def spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Amplitude and phase of rfft2(x) over the last two dims (no log, no fftshift, no mean removal)."""
+    return polar(torch.fft.rfft2(x))
+
+
+def recombine(amp: Tensor, phase: Tensor, size: tuple[int, int]) -> Tensor:
+    """Inverse of :func:`spectrum`: irfft2(amp·e^{i·phase}) with output size ``size`` = (H, W)."""
+    return torch.fft.irfft2(torch.complex(amp * torch.cos(phase), amp * torch.sin(phase)), s=size)
+
+
+def _hard_stripe(starts: Tensor, ends: Tensor, length: int) -> Tensor:
+    """Bool 1[a <= u <= b] with a, b = clamp(floor(s·L), 0, L-1); no gradient, as in the paper's code."""
+    a = (starts.detach() * length).floor().clamp(0, length - 1)
+    b = (ends.detach() * length).floor().clamp(0, length - 1)
+    u = torch.arange(length, device=starts.device, dtype=a.dtype)
+    return (a.unsqueeze(-1) <= u) & (u <= b.unsqueeze(-1))
+
+
+def _soft_stripe(starts: Tensor, ends: Tensor, length: int, tau: float) -> Tensor:
+    """sigmoid((u-a+½)/tau)·sigmoid((b-u+½)/tau): a ramp version of the hard stripe, differentiable in s, e.
+
+    The ±½ centres each ramp half a bin outside the band's edge bins, so at small tau it tends to the hard
+    stripe for bins whose centre lies inside [s·L, e·L].
+    """
+    a = (starts * length).clamp(0, length - 1).unsqueeze(-1)
+    b = (ends * length).clamp(0, length - 1).unsqueeze(-1)
+    u = torch.arange(length, device=starts.device, dtype=starts.dtype)
+    return torch.sigmoid((u - a + 0.5) / tau) * torch.sigmoid((b - u + 0.5) / tau)
+
+
+def band_masks(
+    starts_x: Tensor,
+    ends_x: Tensor,
+    starts_y: Tensor,
+    ends_y: Tensor,
+    H: int,
+    W_half: int,
+    soft: bool = False,
+    tau: float = 1.5,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Masks M(u, v) = R(u) or C(v), shape ``(..., H, W_half)``, for normalised boundaries shaped ``(...)``.
+
+    ``x`` boundaries select rows (length H), ``y`` boundaries select columns (length W_half). Hard masks
+    are binary (``dtype`` defaults to the boundaries' dtype; ``torch.bool`` gives the cheap form the split
+    uses); an invalid proposal (s = e = 0) selects the DC row or DC column, as in the code.
+    ``soft=True`` is the non-paper differentiable variant; its union is the soft OR r + c - r·c.
+    """
+    dtype = dtype or starts_x.dtype
+    if soft:
+        if dtype == torch.bool:
+            raise ValueError("soft band masks cannot be boolean")
+        r = _soft_stripe(starts_x, ends_x, H, tau).unsqueeze(-1)
+        c = _soft_stripe(starts_y, ends_y, W_half, tau).unsqueeze(-2)
+        return (r + c - r * c).to(dtype)
+    rows = _hard_stripe(starts_x, ends_x, H).unsqueeze(-1)
+    cols = _hard_stripe(starts_y, ends_y, W_half).unsqueeze(-2)
+    return (rows | cols).to(dtype)
+
+
+def split_bands(
+    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Artifact and irrelevant images for every proposal in one batched irfft2 (reference §2.4).
+
+    ``freq``: rfft2 of the input, (B, 3, H, W'); masks: (B, K, 3, H, W'). Returns two (B, K, 3, H, W)
+    tensors x_art = irfft2(M_A·A · e^{i·M_P·P}) and x_irr = irfft2((A - M_A·A) · e^{i·(P - M_P·P)}).
+    """
+    freq = freq.unsqueeze(1)
+    if amp_masks.dtype == torch.bool and phase_masks.dtype == torch.bool:
+        spectra = _split_hard(freq, amp_masks, phase_masks)
+    else:
+        amp, phase = polar(freq)
+        amp_art, phase_art = amp_masks * amp, phase_masks * phase
+        amps, phases = torch.stack((amp_art, amp - amp_art)), torch.stack((phase_art, phase - phase_art))
+        spectra = torch.complex(amps * torch.cos(phases), amps * torch.sin(phases))
+    images = torch.fft.irfft2(spectra, s=size)
+    return images[0], images[1]
+
+
+def _split_hard(freq: Tensor, amp_masks: Tensor, phase_masks: Tensor) -> Tensor:
+    """The hard-mask split without trigonometry: same values as the generic formula, far cheaper.
+
+    With binary masks each bin of A_k·e^{iP_k} is X itself (amplitude and phase kept), |X| (amplitude
+    kept, phase zeroed: the code's in-band-amplitude/out-of-band-phase quirk) or 0 (amplitude removed).
+    """
+    amp, zero = freq.abs(), freq.new_zeros((), dtype=freq.real.dtype)
+    art_re = torch.where(amp_masks, torch.where(phase_masks, freq.real, amp), zero)
+    art_im = torch.where(amp_masks & phase_masks, freq.imag, zero)
+    irr_re = torch.where(amp_masks, zero, torch.where(phase_masks, amp, freq.real))
+    irr_im = torch.where(amp_masks | phase_masks, zero, freq.imag)
+    return torch.complex(torch.stack((art_re, irr_re)), torch.stack((art_im, irr_im)))
+
+
+__all__ = ["band_masks", "polar", "recombine", "spectrum", "split_bands"]

@@ -1,0 +1,80 @@
+"""Decision-threshold calibration on held-back real images.
+
+The threshold is chosen so that at most ``target_fpr`` of the held-back reals score at or above it (the
+rule ``apn scan`` applies). The ``inconclusive`` band is the score interval between the thresholds that
+would give twice and half the target false-positive rate: a score inside it would be flagged under a
+looser false-positive budget but not under a stricter one, so the verdict there depends on a choice the
+data cannot settle. It is deterministic (no bootstrap), always contains the threshold, and narrows as the
+calibration set grows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["Calibration", "calibrate", "threshold_for_fpr"]
+
+
+def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
+    """Smallest-margin threshold in [0, 1] whose false-positive rate on ``real_scores`` is <= target.
+
+    With ``m = floor(target * n)`` false positives allowed, the threshold must lie above the (m+1)-th
+    highest real score; it is put midway to the m-th highest so it does not sit on a training point.
+    """
+    s = np.sort(np.asarray(real_scores, dtype=np.float64).ravel())
+    if s.size == 0:
+        raise ValueError("cannot calibrate a threshold without real images")
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target FPR must be in [0, 1), got {target_fpr}")
+    n = s.size
+    allowed = math.floor(target_fpr * n + 1e-9)
+    must_exceed = s[n - allowed - 1]  # the (allowed+1)-th highest real score
+    if allowed == 0:
+        upper = min(1.0, must_exceed + 1e-6)
+    else:
+        upper = s[n - allowed]
+    threshold = (must_exceed + upper) / 2.0 if upper > must_exceed else float(np.nextafter(must_exceed, 2.0))
+    return float(min(max(threshold, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated operating point, stored in the checkpoint metadata."""
+
+    threshold: float
+    inconclusive_band: tuple[float, float]
+    target_fpr: float
+    achieved_fpr: float
+    tpr: float
+    n_real: int
+    n_fake: int
+    method: str = "fpr-interval: band = [thr@2*target, thr@target/2]"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["inconclusive_band"] = list(self.inconclusive_band)
+        return d
+
+
+def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) -> Calibration:
+    """Threshold at ``target_fpr`` on the reals in (labels, scores), with its inconclusive band."""
+    y = np.asarray(labels).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    real = s[y == 0]
+    thr = threshold_for_fpr(real, target_fpr)
+    lo = threshold_for_fpr(real, min(2.0 * target_fpr, 0.999))
+    hi = threshold_for_fpr(real, target_fpr / 2.0)
+    lo, hi = min(lo, thr), max(hi, thr)
+    return Calibration(
+        threshold=thr,
+        inconclusive_band=(lo, hi),
+        target_fpr=float(target_fpr),
+        achieved_fpr=float((real >= thr).mean()),
+        tpr=float((s[y == 1] >= thr).mean()) if (y == 1).any() else float("nan"),
+        n_real=int(real.size),
+        n_fake=int((y == 1).sum()),
+    )
+

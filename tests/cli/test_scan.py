@@ -1,0 +1,167 @@
+"""``apn scan`` as a shell script uses it: records, formats, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_helpers import save_tiny_checkpoint, write_image
+
+RECORD_KEYS = {"path", "p_ai", "verdict", "threshold", "model", "width", "height", "error"}
+
+
+def _records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_jsonl_one_valid_record_per_candidate(run_apn, tiny_weights: Path, mixed_folder: Path) -> None:
+    result = run_apn("scan", mixed_folder, "--recursive", "--jsonl", "--weights", tiny_weights,
+                     "--no-provenance")
+    records = _records(result.stdout)
+    names = sorted(Path(r["path"]).name for r in records)
+    assert names == ["B.JPG", "a.png", "c.webp", "empty.png", "text.jpg", "truncated.png"]
+    for record in records:
+        assert record.keys() >= RECORD_KEYS
+        assert record["model"]["name"] and len(record["model"]["sha256"]) == 64
+        if record["error"] is None:
+            assert 0.0 <= record["p_ai"] <= 1.0
+            assert record["verdict"] in {"ai-generated", "real", "inconclusive"}
+            assert record["width"] == 40 and record["height"] == 30
+        else:
+            assert record["p_ai"] is None and record["verdict"] is None
+            assert "\n" not in record["error"]
+    assert "Traceback" not in result.stderr
+    flagged = any(r["verdict"] == "ai-generated" for r in records)
+    assert result.code == (1 if flagged else 3)
+
+
+def test_without_recursive_only_top_level(run_apn, tiny_weights: Path, mixed_folder: Path) -> None:
+    result = run_apn("scan", mixed_folder, "--jsonl", "--weights", tiny_weights, "--no-provenance")
+    assert "c.webp" not in result.stdout
+    assert len(_records(result.stdout)) == 5
+
+
+def test_threshold_decides_exit_code(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "x.png")
+    flagged = run_apn("scan", image, "--jsonl", "--weights", tiny_weights, "--threshold", "0")
+    assert flagged.code == 1 and _records(flagged.stdout)[0]["verdict"] == "ai-generated"
+    clean = run_apn("scan", image, "--jsonl", "--weights", tiny_weights, "--threshold", "1")
+    assert clean.code == 0 and _records(clean.stdout)[0]["verdict"] == "real"
+
+
+def test_inconclusive_band_from_checkpoint(run_apn, tmp_path: Path) -> None:
+    weights = save_tiny_checkpoint(tmp_path / "band.safetensors", threshold=0.5, band=(0.0, 1.0))
+    image = write_image(tmp_path / "x.png")
+    result = run_apn("scan", image, "--jsonl", "--weights", weights)
+    assert _records(result.stdout)[0]["verdict"] == "inconclusive"
+    assert result.code == 0
+
+
+def test_json_document_has_manifest_and_records(run_apn, tiny_weights: Path, mixed_folder: Path) -> None:
+    result = run_apn("scan", mixed_folder, "--json", "--weights", tiny_weights, "--no-provenance")
+    document = json.loads(result.stdout)
+    assert document["manifest"]["apn_version"]
+    assert document["manifest"]["model"]["sha256"] == document["records"][0]["model"]["sha256"]
+    assert document["manifest"]["model"]["device"] == "cpu"
+    assert len(document["records"]) == 5
+
+
+def test_csv_has_header_and_rows(run_apn, tiny_weights: Path, mixed_folder: Path) -> None:
+    result = run_apn("scan", mixed_folder, "--csv", "--weights", tiny_weights, "--no-provenance")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 5
+    assert {"path", "p_ai", "verdict", "model_sha256", "error"} <= rows[0].keys()
+
+
+def test_table_output_lists_files(run_apn, tiny_weights: Path, mixed_folder: Path) -> None:
+    result = run_apn("scan", mixed_folder, "--weights", tiny_weights, "--no-provenance")
+    assert "a.png" in result.stdout and "B.JPG" in result.stdout
+
+
+def test_nothing_readable_exits_2(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    result = run_apn("scan", tmp_path / "bad.png", "--jsonl", "--weights", tiny_weights)
+    assert result.code == 2
+    assert len(_records(result.stdout)) == 1
+    assert "bad.png" in result.stderr
+
+
+def test_missing_path_is_a_record_not_a_crash(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    good = write_image(tmp_path / "ok.png")
+    result = run_apn("scan", good, tmp_path / "missing.png", "--jsonl", "--weights", tiny_weights)
+    records = _records(result.stdout)
+    assert [r["error"] is None for r in records] == [True, False]
+
+
+def test_no_default_model_says_how_to_pass_weights(run_apn, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("apncli.engine.registry.default_name", lambda: None)
+    result = run_apn("scan", write_image(tmp_path / "x.png"), "--jsonl")
+    assert result.code == 2
+    assert "--weights" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_flags_are_usage_errors(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "x.png")
+    assert run_apn("scan", image, "--json", "--csv", "--weights", tiny_weights).code == 2
+    assert run_apn("scan", image, "--threshold", "2", "--weights", tiny_weights).code == 2
+    assert run_apn("scan", image, "--device", "tpu", "--weights", tiny_weights).code == 2
+
+
+def test_out_refuses_to_clobber_and_resume_skips_done(run_apn, tiny_weights: Path, mixed_folder: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    first = run_apn("scan", mixed_folder / "a.png", "--out", out, "--weights", tiny_weights)
+    assert first.stdout == "" and len(_records(out.read_text())) == 1
+    again = run_apn("scan", mixed_folder, "--out", out, "--weights", tiny_weights)
+    assert again.code == 2 and "--force" in again.stderr
+    with out.open("a") as handle:  # simulate a kill in the middle of a line
+        handle.write('{"path": "torn')
+    resumed = run_apn("scan", mixed_folder, "--out", out, "--resume", "--weights", tiny_weights)
+    records = _records(out.read_text())
+    assert sorted(Path(r["path"]).name for r in records) == sorted(
+        ["a.png", "B.JPG", "empty.png", "text.jpg", "truncated.png"])
+    assert resumed.code in (1, 3)
+
+
+def test_out_never_overwrites_an_input(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "x.png")
+    result = run_apn("scan", image, "--out", image, "--force", "--weights", tiny_weights)
+    assert result.code == 2 and "input" in result.stderr
+    assert image.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_console_script_subprocess(tiny_weights: Path, mixed_folder: Path) -> None:
+    """The real process: exit code, JSONL on stdout, one-line errors on stderr, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "apncli", "scan", str(mixed_folder), "--jsonl",
+                           "--weights", str(tiny_weights), "--no-provenance"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 3)
+    assert len(_records(proc.stdout)) == 5
+    assert "Traceback" not in proc.stderr
+    assert all(line.startswith("error:") for line in proc.stderr.splitlines() if line.strip())
+
+
+def test_provenance_is_reported_beside_the_score(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """Declared metadata appears in the record and never changes p_ai."""
+    from PIL import Image, PngImagePlugin
+
+    plain = write_image(tmp_path / "plain.png", seed=5)
+    labelled = tmp_path / "labelled.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat, Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Model: sd15")
+    Image.open(plain).save(labelled, pnginfo=info)
+    result = run_apn("scan", plain, labelled, "--jsonl", "--weights", tiny_weights)
+    plain_record, labelled_record = _records(result.stdout)
+    assert labelled_record["provenance"]["summary"] == "declared-ai"
+    assert plain_record["provenance"]["summary"] == "none"
+    assert plain_record["p_ai"] == labelled_record["p_ai"]
+    table = run_apn("scan", labelled, "--weights", tiny_weights)
+    assert "declared-ai" in table.stdout
+    bad_anchor = tmp_path / "anchors.pem"
+    bad_anchor.write_text("not a certificate")
+    assert run_apn("scan", plain, "--weights", tiny_weights, "--c2pa-trust-anchors", bad_anchor).code == 2

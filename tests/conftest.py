@@ -1,0 +1,35 @@
+"""Fixtures shared by every test folder: tiny images made on the fly (tests never read real data).
+
+This folder is on ``sys.path`` (pytest's default rootdir/conftest handling), so tests anywhere below can
+``from hostile import make_hostile_corpus``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def tiny_rgb() -> np.ndarray:
+    """A 12×16 RGB uint8 noise image (noise, so that every pixel and channel differs)."""
+    return np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def tiny_rgb_png(tmp_path: Path, tiny_rgb: np.ndarray) -> Path:
+    """``tiny_rgb`` saved losslessly as a PNG file."""
+    path = tmp_path / "tiny.png"
+    Image.fromarray(tiny_rgb).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_rgb_jpeg(tmp_path: Path, tiny_rgb: np.ndarray) -> Path:
+    """``tiny_rgb`` saved as a JPEG file (lossy: compare loosely)."""
+    path = tmp_path / "tiny.jpg"
+    Image.fromarray(tiny_rgb).save(path, quality=95)
+    return path
