@@ -7,6 +7,7 @@ boundary, so that every run-level failure becomes one line on stderr and a docum
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -39,6 +40,8 @@ def _root(
 ) -> None:
     """Global options shared by every command."""
     common.STATE.debug = debug
+    # Pillow warns on stderr about odd files (corrupt EXIF, big images); apn reports them per record.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 def _register_commands() -> None:

@@ -37,7 +37,7 @@ def display_path(path: str | bytes | os.PathLike[str]) -> str:
     try:
         raw = os.fsencode(path)
     except UnicodeError:  # a surrogate that no file system produced: escape it as text instead
-        return os.fspath(path).encode("utf-8", errors="backslashreplace").decode("ascii")
+        return os.fspath(path).encode("utf-8", errors="backslashreplace").decode("utf-8")
     return raw.decode("utf-8", errors="backslashreplace")
 
 
@@ -52,6 +52,9 @@ def discover(
     if isinstance(paths, (str, bytes, os.PathLike)):  # one path, not an iterable of its characters
         paths = [paths]
     for raw in paths:
+        if not os.fspath(raw):  # Path("") would silently mean the current folder
+            yield Candidate(Path(), "empty path")
+            continue
         path = Path(os.fsdecode(raw))
         try:
             info = path.stat()

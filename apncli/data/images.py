@@ -14,6 +14,7 @@ import io
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -183,14 +184,14 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
 def _to_rgb(im: Image.Image) -> np.ndarray:
     """Convert any Pillow mode to RGB uint8, scaling high bit depths rather than clipping them."""
     mode = im.mode
-    if mode.startswith("I;16") or mode == "I":
-        # Pillow's own convert() clips 16-bit values at 255; keep the high byte like Pillow does for
-        # 16-bit RGB, so grey and colour 16-bit files get the same scaling.
-        wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
-        return _gray_to_rgb((wide >> 8).astype(np.uint8))
-    if mode == "F":
-        # Floating-point images conventionally span [0, 1].
-        values = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    if mode.startswith("I;16"):
+        # Pillow's own convert() clips 16-bit values at 255; keep the high byte instead, as Pillow does
+        # for 16-bit colour, so grey and colour 16-bit files get the same scaling.
+        return _gray_to_rgb((np.asarray(im) >> 8).astype(np.uint8))
+    if mode == "I":  # 32-bit integers: read as 16-bit data, saturating outside 0..65535
+        return _gray_to_rgb((np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8))
+    if mode == "F":  # floating point conventionally spans [0, 1]
+        values = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return _gray_to_rgb(np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8))
     if mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info):
         # Drop alpha without compositing: the colour under a transparent pixel is still the file's pixel.
@@ -201,7 +202,7 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def _orientation(im: Image.Image) -> int:
@@ -213,18 +214,21 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+# EXIF orientation → the view that makes the array upright (same results as ImageOps.exif_transpose).
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
 def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Rotate/flip like ``ImageOps.exif_transpose`` so the array is upright, and C-contiguous."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
-        8: lambda a: np.rot90(a, 1),
-    }
-    return np.ascontiguousarray(ops[orientation](pixels) if orientation in ops else pixels)
+    """Rotate/flip so the array is upright, then make it C-contiguous (copying only if rotated)."""
+    return np.ascontiguousarray(_ORIENT[orientation](pixels) if orientation in _ORIENT else pixels)
 
 
 def _count_frames(im: Image.Image) -> int:

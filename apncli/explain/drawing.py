@@ -43,8 +43,9 @@ def colormap(name: str) -> np.ndarray:
 
 
 def apply_colormap(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] (clipped) to RGB through a lookup table: (H, W) → (H, W, 3)."""
-    index = np.clip(np.nan_to_num(values) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Map values in [0, 1] (clipped) to RGB through an (N, 3) lookup table: (H, W) → (H, W, 3)."""
+    top = len(lut) - 1
+    index = np.clip(np.nan_to_num(values) * top + 0.5, 0, top).astype(np.intp)
     return lut[index]
 
 

@@ -37,8 +37,10 @@ HEADER = 112
 FOOTER = 50
 PLOT_OFFSET = (66, 58)  # plot area's top-left inside its cell: room for y-axis labels and titles
 FREQ_TICKS = (-0.5, -0.25, 0.0, 0.25, 0.5)
-SPECTRUM_GRAY = 190  # the spectrum's brightest grey, kept below white so the band colours stand out
-ALPHA_BANDS = (0.45, 0.5)  # overlay opacity = a + b·share, so weakly covered bins let the spectrum show
+SPECTRUM_GRAY = 150  # the spectrum's brightest grey: context only, kept dim so band colours stand out
+BAND_COLORMAP = "plasma"
+BAND_FLOOR = 0.18  # smallest non-zero share starts here on the colour map, clear of the near-black end
+BAND_ALPHA = 0.85  # overlay opacity = a + b·share, so weakly covered bins let the spectrum show
 ALPHA_ARTIFACT = 0.65
 PANELS = ("overview", "crop", "artifact", "amplitude", "phase", "weights")
 
@@ -134,7 +136,8 @@ def _footer(fig: dr.Figure, height: int) -> None:
         "Spectra: log(1+|X|) of the analysed crop, mean over B,G,R, centred (rfft half-plane mirrored by "
         "conjugate symmetry, fftshift); f_x = v/W, f_y = u/H in cycles/pixel.",
         "Band maps: sum_k w_k*mask_k / sum_k w_k over the network's own masks and attention weights, mean "
-        "over B,G,R.  Occlusion: dp_k = p(crop) - p(crop with band k's amplitude-mask bins zeroed).",
+        "over B,G,R (invalid proposals collapse onto the DC row and column).  Occlusion: dp_k = p(crop) - "
+        "p(crop with band k's amplitude-mask bins zeroed).",
     )
     width = fig.image.width - 2 * MARGIN
     for i, note in enumerate(notes):
@@ -200,11 +203,12 @@ def _artifact(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
             "sum_k w_k*x_k^art / sum_k w_k, mean over B,G,R, over the crop")
 
 
-def _colorbar(fig: dr.Figure, plot: dr.Box, lut: np.ndarray, label: str, top: float = 1.0) -> None:
-    """Colour bar right of ``plot`` for values 0..``top`` (the top colour is ``top``, not necessarily 1)."""
+def _colorbar(fig: dr.Figure, plot: dr.Box, lut: np.ndarray, label: str, top: float = 1.0,
+              bottom: str = "0") -> None:
+    """Colour bar right of ``plot`` for values 0..``top``; ``bottom`` labels its lowest colour."""
     box = (plot[2] + 14, plot[1], plot[2] + 28, plot[3])
-    ticks = [(f, f"{f * top:.2f}".rstrip("0").rstrip(".") or "0") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    fig.colorbar(box, lut, ticks, label)
+    ticks = [(f, f"{f * top:.2f}".rstrip("0").rstrip(".")) for f in (0.25, 0.5, 0.75, 1.0)]
+    fig.colorbar(box, lut, [(0.0, bottom), *ticks], label)
 
 
 def _frequency_ticks(origin: int, n: int) -> list[dr.Tick]:
@@ -216,22 +220,21 @@ def _frequency_ticks(origin: int, n: int) -> list[dr.Tick]:
 
 def _band_panel(component: str) -> Callable[[dr.Figure, dr.Box, Explanation], None]:
     def paint(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
-        lut = dr.colormap("viridis")
+        lut = dr.colormap(BAND_COLORMAP)
         top = e.band_display_max()
         gray = (dr.normalise(e.centred_log_spectrum()) * SPECTRUM_GRAY).astype(np.uint8)
         base = np.repeat(gray[..., None], 3, axis=2)
         share = e.centred_band_map(component)
-        scaled = share / top
-        alpha = np.where(share > 1e-3, ALPHA_BANDS[0] + ALPHA_BANDS[1] * scaled, 0.0)  # weak bands: see through
-        image = dr.blend(base, dr.apply_colormap(scaled, lut), alpha)
+        colour = dr.apply_colormap(BAND_FLOOR + (1 - BAND_FLOOR) * share / top, lut)
+        image = dr.blend(base, colour, np.where(share > 0, BAND_ALPHA, 0.0))
         fig.paste(dr.resize_to(image, PLOT, PLOT), plot[:2])
         fig.rect(plot, outline=dr.INK)
         height, width = e.crop_size
         fig.x_axis(plot, _frequency_ticks(plot[0], width), "f_x (cycles/pixel)")
         fig.y_axis(plot, _frequency_ticks(plot[1], height), "f_y (cycles/pixel)")
-        _colorbar(fig, plot, lut, "weight share of bands covering the bin", top)
+        _colorbar(fig, plot, lut[int(BAND_FLOOR * 255):], "weight share of bands covering the bin", top, ">0")
         _titles(fig, plot, f"{component.capitalize()} bands over the spectrum",
-                "colour: sum_k w_k*mask_k / sum_k w_k;  grey: log(1+|X|) of the crop")
+                "colour: sum_k w_k*mask_k / sum_k w_k;  grey: log(1+|X|), no band")
 
     return paint
 

@@ -45,8 +45,8 @@ def _summary(e: Explanation) -> Group:
         Text.from_markup(f"[bold]apn explain[/] {name}"),
         Text.from_markup(f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
         Text(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})"),
-        Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px; analysed crop {w}x{h} at x={x}, y={y} "
-             f"(tile {e.tile_index + 1} of {len(e.tiles)}{padded}), p(AI) of crop = {e.p_crop:.3f}"),
+        Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px, scored as {len(e.tiles)} tile(s){padded}"),
+        Text(f"  crop     {w}x{h} at x={x}, y={y} (tile {e.tile_index + 1}), p(AI) of crop = {e.p_crop:.3f}"),
     )
 
 

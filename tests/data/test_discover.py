@@ -79,6 +79,10 @@ def test_a_single_path_is_not_split_into_characters(tree: Path) -> None:
     assert list(discover(tree / "b.jpg")) == [Candidate(tree / "b.jpg")]
 
 
+def test_empty_path_is_not_the_current_folder() -> None:
+    assert list(discover([""])) == [Candidate(Path(), "empty path")]
+
+
 def test_missing_path_is_a_candidate_with_an_error(tmp_path: Path) -> None:
     assert list(discover([tmp_path / "nope.jpg"])) == [
         Candidate(tmp_path / "nope.jpg", "no such file or directory")
@@ -169,7 +173,7 @@ def test_non_utf8_names_are_found_decoded_and_printable(tmp_path: Path, tiny_rgb
 def test_display_path_leaves_ordinary_names_alone() -> None:
     assert display_path(Path("photos/été 2024.jpg")) == "photos/été 2024.jpg"
     assert display_path(b"x\xff.jpg") == "x\\xff.jpg"
-    assert display_path("odd\ud800.jpg") == "odd\\ud800.jpg"  # a surrogate no file system made
+    assert display_path("odd\ud800é.jpg") == "odd\\ud800é.jpg"  # a surrogate no file system made
 
 
 def test_walk_streams_one_folder_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

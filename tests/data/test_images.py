@@ -187,6 +187,13 @@ def test_16_bit_grey_is_scaled_not_clipped(mode: str) -> None:
     np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 2])
 
 
+def test_32_bit_integers_are_read_as_16_bit_and_saturate() -> None:
+    values = np.array([[0, -5, 256, 65535, 70000]], dtype=np.int32)
+    result = decode_bytes(_encode(Image.fromarray(values), "TIFF"))
+    assert result.mode == "I"
+    assert result.pixels[0, :, 1].tolist() == [0, 0, 1, 255, 255]
+
+
 def test_16_bit_colour_png_keeps_channel_order() -> None:
     rgb16 = np.random.default_rng(1).integers(0, 65536, (6, 5, 3), dtype=np.uint16)
     ok, buf = cv2.imencode(".png", rgb16[..., ::-1])  # OpenCV writes BGR
