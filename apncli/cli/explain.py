@@ -17,12 +17,13 @@ from apncli.cli import common, output
 from apncli.cli.common import ExitCode
 from apncli.errors import ImageError, UsageError
 
-EXPLAIN_HELP = f"""Explain one verdict: the frequency bands and image regions the network relied on.
-
-Prints the verdict, compact amplitude/phase band heatmaps and the top bands (cycles/pixel). --out writes a
-PNG figure; --json prints the numbers on stdout (schema: docs/explain-schema.md), the terminal view then
-goes to stderr. Large images are tiled; the tile that drove the verdict is explained, and named.
-{common.EXIT_CODES_HELP}"""
+EXPLAIN_HELP = (
+    "Explain one verdict: the frequency bands and image regions the network relied on.\n\n"
+    "Prints the verdict, compact amplitude/phase band heatmaps and the top bands (cycles/pixel). "
+    "--out writes a PNG figure; --json prints the numbers on stdout (schema: docs/explain-schema.md) and "
+    "the terminal view goes to stderr. Large images are tiled: the tile that drove the verdict is explained, "
+    "and named.\n\n" + common.EXIT_CODES_HELP
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,9 +58,9 @@ def explain_command(
     console = common.stderr_console if as_json else Console(soft_wrap=False)
     render_terminal(explanation, console)
     if out is not None:
-        console.print(f"figure written to {out}", markup=False, highlight=False)
+        console.print(f"figure written to {out}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
-        sys.stdout.write(output.dumps(explanation.to_dict(), indent=2) + "\n")
+        sys.stdout.write(output.dumps(explanation.to_dict()) + "\n")  # one line: pipe to jq to read
         sys.stdout.flush()
     return ExitCode.FLAGGED if explanation.verdict == AI_GENERATED else ExitCode.OK
 

@@ -157,7 +157,9 @@ class Perturbation:
             return cls("none")
         kind, sep, raw = text.partition(":")
         if kind not in cls.KINDS or not sep:
-            raise ValueError(f"bad perturbation {text!r}; expected jpeg:Q, webp:Q, resize:S, blur:SIGMA or none")
+            raise ValueError(
+                f"bad perturbation {text!r}; expected jpeg:Q, webp:Q, resize:S, blur:SIGMA or none"
+            )
         try:
             value = float(raw)
         except ValueError:

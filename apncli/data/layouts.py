@@ -148,10 +148,11 @@ def _require_dir(root: Path, dataset: str) -> Path:
 
 
 def genimage_key(folder_name: str) -> str:
-    """Friendly key of a GenImage generator folder (``stable_diffusion_v_1_4`` → ``sdv14``)."""
+    """Friendly key of a GenImage folder (``stable_diffusion_v_1_4``/``imagenet_ai_0419_sdv4``: sdv14)."""
     norm = re.sub(r"[^a-z0-9]", "", folder_name.lower())
+    last = re.split(r"[^a-z0-9]+", folder_name.lower().strip("_- "))[-1]
     for key, names in GENIMAGE_ALIASES.items():
-        if norm in names:
+        if norm in names or last in names:
             return key
     return folder_name.lower()
 
@@ -171,7 +172,7 @@ def _genimage_split_dir(gen_dir: Path, split: str) -> Path | None:
 
 def _genimage_generators(root: Path) -> dict[str, Path]:
     """key → generator folder; a root that is itself one generator folder is accepted too."""
-    if any(_genimage_split_dir(root, s) for s in ("train", "val")):
+    if any(_has_split(root, s) for s in ("train", "val")):
         return {genimage_key(root.name): root}
     gens: dict[str, Path] = {}
     for d in _subdirs(root):
@@ -263,8 +264,18 @@ def _folder_layout(root: Path) -> tuple[list[Sample], dict[str, list[Sample]]]:
 
 
 _LABELS = {
-    "0": 0, "real": 0, "nature": 0, "false": 0, "authentic": 0,
-    "1": 1, "fake": 1, "ai": 1, "ai-generated": 1, "generated": 1, "true": 1, "synthetic": 1,
+    "0": 0,
+    "real": 0,
+    "nature": 0,
+    "false": 0,
+    "authentic": 0,
+    "1": 1,
+    "fake": 1,
+    "ai": 1,
+    "ai-generated": 1,
+    "generated": 1,
+    "true": 1,
+    "synthetic": 1,
 }
 
 
@@ -367,7 +378,9 @@ def _select(groups: dict[str, EvalGroup], train_on: str, dataset: str) -> list[E
         if not matches and dataset == "diffusionforensics":  # a domain, or a generator unique across domains
             matches = [g for k, g in groups.items() if k.split("/")[0] == want or k.split("/")[-1] == want]
         if not matches:
-            raise UsageError(f"--train-on {raw.strip()!r} not found; available: {', '.join(sorted(groups)) or 'none'}")
+            raise UsageError(
+                f"--train-on {raw.strip()!r} not found; available: {', '.join(sorted(groups)) or 'none'}"
+            )
         chosen += [g for g in matches if g not in chosen]
     return chosen
 
@@ -378,7 +391,9 @@ def training_samples(dataset: str, root: Path, train_on: str | None = None) -> l
     split = "train"
     groups = list_layout(dataset, root, split)
     if not groups:
-        raise UsageError(f"no '{split}' data found for dataset {dataset} under {root} (see `apn train --help`)")
+        raise UsageError(
+            f"no '{split}' data found for dataset {dataset} under {root} (see `apn train --help`)"
+        )
     unique: dict[Path, Sample] = {}
     for g in _select(groups, train_on, dataset):
         for s in (*g.reals, *g.fakes):
@@ -391,7 +406,9 @@ def training_samples(dataset: str, root: Path, train_on: str | None = None) -> l
     return samples
 
 
-def evaluation_groups(dataset: str, root: Path, generators: Iterable[str] | None = None) -> dict[str, EvalGroup]:
+def evaluation_groups(
+    dataset: str, root: Path, generators: Iterable[str] | None = None
+) -> dict[str, EvalGroup]:
     """Per-generator evaluation sets: GenImage ``val``, DiffusionForensics/ForenSynths ``test``."""
     split = {"genimage": "val"}.get(dataset, "test")
     groups = list_layout(dataset, root, split)
@@ -401,5 +418,7 @@ def evaluation_groups(dataset: str, root: Path, generators: Iterable[str] | None
         groups = {g.name: g for g in _select(groups, ",".join(generators), dataset)}
     groups = {k: g for k, g in groups.items() if g.fakes}
     if not groups:
-        raise UsageError(f"no evaluation data ('{split}' split with AI-generated images) for {dataset} under {root}")
+        raise UsageError(
+            f"no evaluation data ('{split}' split with AI-generated images) for {dataset} under {root}"
+        )
     return dict(sorted(groups.items()))

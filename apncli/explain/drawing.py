@@ -115,7 +115,8 @@ class Figure:
         self.image.paste(Image.fromarray(image), xy)
         return (xy[0], xy[1], xy[0] + image.shape[1], xy[1] + image.shape[0])
 
-    def rect(self, box: Box, outline: Color | None = FRAME, fill: Color | None = None, width: int = 1) -> None:
+    def rect(self, box: Box, outline: Color | None = FRAME, fill: Color | None = None,
+             width: int = 1) -> None:
         """Rectangle covering exactly ``box`` (exclusive x1/y1, unlike ImageDraw's inclusive corners)."""
         x0, y0, x1, y1 = box
         self.draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=outline, fill=fill, width=width)

@@ -7,7 +7,7 @@ heuristic, so the picture cannot disagree with the score it explains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -25,7 +25,7 @@ SCHEMA = "apn.explain/1"
 CHANNELS = ("B", "G", "R")  # the network's input order
 COMPONENTS = ("amplitude", "phase")
 MAP_CELLS = 24
-ARTIFACT_PERCENTILE = 99.5
+ARTIFACT_PERCENTILES = (1.0, 99.5)
 OVERVIEW_MAX_SIDE = 768
 
 
@@ -117,11 +117,11 @@ class Explanation:
     bands: list[Band]
     band_maps: dict[str, np.ndarray]  # component → (3, H, W') Σ w_k M_k / Σ w_k
     log_spectrum: np.ndarray  # (H, W') log(1+|X|) of the crop, mean over channels
-    artifact_map: np.ndarray  # (H, W) |x̄_art| mean over channels, / its 99.5th percentile, clipped to 1
-    artifact_scale: float  # the divisor used for artifact_map
+    artifact_map: np.ndarray  # (H, W) |x̄_art| mean over channels, stretched from artifact_range to [0, 1]
+    artifact_range: tuple[float, float]  # |x̄_art| at its 1st and 99.5th percentiles
     mask_mode: str
     occlusion: np.ndarray | None  # (K,) p(AI) of the crop with band k removed
-    figure: str | None = field(default=None)
+    figure: str | None = None  # set by whoever writes the figure (the CLI's --out)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:
@@ -139,6 +139,14 @@ class Explanation:
     def centred_log_spectrum(self) -> np.ndarray:
         """(H, W) centred full-plane log(1+|X|) of the analysed crop."""
         return spectra.centred_full_plane(self.log_spectrum, self.crop_size[1])
+
+    def decision_rule(self) -> str:
+        """"threshold 0.50" plus the inconclusive band when there is one (an empty band is no band)."""
+        rule = f"threshold {self.threshold:.2f}"
+        band = self.inconclusive_band
+        if band and band[0] < band[1]:
+            rule += f", inconclusive {band[0]:.2f}-{band[1]:.2f}"
+        return rule
 
     def band_display_max(self) -> float:
         """Top of the colour scale shared by both band maps: their largest channel-mean share (≤ 1).
@@ -195,14 +203,14 @@ class Explanation:
 
     def _maps_dict(self) -> dict[str, Any]:
         def grid(image: np.ndarray) -> list[list[float]]:
-            return np.round(spectra.cells(image, MAP_CELLS), 4).tolist()
+            return np.round(spectra.cells(image, MAP_CELLS).astype(np.float64), 4).tolist()
 
         return {
             "cells": MAP_CELLS,
             "amplitude": grid(self.centred_band_map("amplitude")),
             "phase": grid(self.centred_band_map("phase")),
             "artifact": grid(self.artifact_map),
-            "artifact_scale": self.artifact_scale,
+            "artifact_range": list(self.artifact_range),
         }
 
 
@@ -220,11 +228,12 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         masks = {name: m[0] for name, m in model.band_masks(out).items()}  # (3, K, H, W')
         weights = out.band_weights[0].float()
         p_crop = float(torch.softmax(out.logits.float(), dim=-1)[0, 1])
-        p_without = occluded_probabilities(model, analysis.input_tensor, masks["amplitude"]) if occlusion \
-            else None
+        p_without = None
+        if occlusion:
+            p_without = occluded_probabilities(model, analysis.input_tensor, masks["amplitude"])
         band_maps = {name: spectra.weighted_band_map(m.float(), weights).cpu().numpy()
                      for name, m in masks.items()}
-        artifact, scale = _artifact_map(out.art_images, weights)
+        artifact, artifact_range = _artifact_map(out.art_images, weights)
         log_spec = spectra.log_amplitude(analysis.input_tensor[0])
     occ = None if p_without is None else p_without.cpu().numpy().astype(np.float64)
     tiles, index = _tiles(detector, rgb, analysis)
@@ -249,29 +258,35 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         band_maps=band_maps,
         log_spectrum=log_spec,
         artifact_map=artifact,
-        artifact_scale=scale,
+        artifact_range=artifact_range,
         mask_mode=model.config.mask,
         occlusion=occ,
     )
 
 
-def _artifact_map(art_images: torch.Tensor | None, weights: torch.Tensor) -> tuple[np.ndarray, float]:
-    """|Σ_k w_k x_k^art / Σ_k w_k|, mean over channels, over its 99.5th percentile (robust to one hot pixel)."""
+def _artifact_map(art_images: torch.Tensor | None,
+                  weights: torch.Tensor) -> tuple[np.ndarray, tuple[float, float]]:
+    """|Σ_k w_k x_k^art / Σ_k w_k|, mean over channels, stretched from its 1st to its 99.5th percentile.
+
+    Most proposals include the DC row or column, so x̄_art carries the crop's mean brightness everywhere;
+    dividing by the maximum alone would paint the map flat. The stretch shows where it is relatively
+    strong, and the range (in pixel-intensity units, [0, 1] scale) says how much that is.
+    """
     if art_images is None:
         raise ValueError("the analysis carries no artifact images (forward needs return_images=True)")
     total = float(weights.sum())
     mixed = torch.einsum("kchw,k->chw", art_images[0].float(), weights) / (total if total > 0 else 1.0)
     magnitude = mixed.abs().mean(0).cpu().numpy().astype(np.float64)
-    scale = float(np.percentile(magnitude, ARTIFACT_PERCENTILE))
-    if scale <= 0.0:
-        return np.zeros_like(magnitude), 0.0
-    return np.clip(magnitude / scale, 0.0, 1.0), scale
+    low, high = (float(v) for v in np.percentile(magnitude, ARTIFACT_PERCENTILES))
+    if high <= low:
+        return np.zeros_like(magnitude), (low, high)
+    return np.clip((magnitude - low) / (high - low), 0.0, 1.0), (low, high)
 
 
 def _bands(amplitude: BandProposal, phase: BandProposal, weights: torch.Tensor, p_crop: float,
            p_without: np.ndarray | None, size: torch.Size) -> list[Band]:
     height, width = int(size[0]), int(size[1])
-    ranges = {name: _ranges(prop, height, width) for name, prop in (("amplitude", amplitude), ("phase", phase))}
+    ranges = {"amplitude": _ranges(amplitude, height, width), "phase": _ranges(phase, height, width)}
     total = float(weights.sum())
     bands = []
     for k, w in enumerate(weights.tolist()):
@@ -313,9 +328,8 @@ def _tiles(detector: Detector, rgb: np.ndarray, analysis: Analysis) -> tuple[lis
     plan = detector.plan_crops(int(rgb.shape[0]), int(rgb.shape[1]))
     tiles = [Tile((x, y, plan.size, plan.size), float(p))
              for (y, x), p in zip(plan.positions, analysis.tile_probabilities, strict=True)]
-    boxes = [t.box for t in tiles]
     chosen = tuple(int(v) for v in analysis.crop_box)
-    return tiles, boxes.index(chosen) if chosen in boxes else 0
+    return tiles, [t.box for t in tiles].index(chosen)  # ValueError: analyse() and plan_crops() disagree
 
 
 def _overview(detector: Detector, rgb: np.ndarray) -> tuple[np.ndarray, float]:

@@ -34,7 +34,7 @@ PLOT = 288  # side of every panel's plot area, in pixels
 CELL = (430, 410)  # one panel: title, plot, axes, colour bar
 MARGIN = 20
 HEADER = 112
-FOOTER = 50
+FOOTER = 62
 PLOT_OFFSET = (66, 58)  # plot area's top-left inside its cell: room for y-axis labels and titles
 FREQ_TICKS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 SPECTRUM_GRAY = 150  # the spectrum's brightest grey: context only, kept dim so band colours stand out
@@ -117,9 +117,7 @@ def _header(fig: dr.Figure, e: Explanation, width: int) -> None:
     color = VERDICT_COLORS.get(e.verdict, dr.INK)
     verdict = e.verdict.upper()
     fig.text((MARGIN, 44), verdict, size=24, fill=color)
-    rule = f"threshold {e.threshold:.2f}"
-    if e.inconclusive_band:
-        rule += f", inconclusive {e.inconclusive_band[0]:.2f}-{e.inconclusive_band[1]:.2f}"
+    rule = e.decision_rule()
     fig.text((MARGIN + fig.text_width(verdict, 24) + 18, 48), f"p(AI) = {e.p_ai:.3f}   ({rule})", size=18)
     x, y, w, h = e.crop_box
     sha = (e.model.get("sha256") or "unknown")[:12]
@@ -135,13 +133,14 @@ def _footer(fig: dr.Figure, height: int) -> None:
     notes = (
         "Spectra: log(1+|X|) of the analysed crop, mean over B,G,R, centred (rfft half-plane mirrored by "
         "conjugate symmetry, fftshift); f_x = v/W, f_y = u/H in cycles/pixel.",
-        "Band maps: sum_k w_k*mask_k / sum_k w_k over the network's own masks and attention weights, mean "
-        "over B,G,R (invalid proposals collapse onto the DC row and column).  Occlusion: dp_k = p(crop) - "
-        "p(crop with band k's amplitude-mask bins zeroed).",
+        "Band maps: sum_k w_k*mask_k / sum_k w_k from the network's own masks and attention weights, mean "
+        "over B,G,R; invalid proposals collapse onto the DC row and column.",
+        "Occlusion: dp_k = p(crop) - p(crop with band k's amplitude-mask bins zeroed in every channel), "
+        "full model rerun; dp_k > 0 means band k's content pushes the crop towards AI-generated.",
     )
     width = fig.image.width - 2 * MARGIN
     for i, note in enumerate(notes):
-        fig.fit_text((MARGIN, height - FOOTER + 6 + 18 * i), note, width, size=12, fill=dr.MUTED)
+        fig.fit_text((MARGIN, height - FOOTER + 4 + 18 * i), note, width, size=12, fill=dr.MUTED)
 
 
 # ------------------------------------------------------------------------------------------------ panels
@@ -159,12 +158,14 @@ def _overview(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
         box = (x0 + bx, y0 + by, x0 + bx + max(bw, 2), y0 + by + max(bh, 2))
         chosen = i == e.tile_index
         color = CHOSEN if chosen else OTHER_TILE
-        fig.rect(box, outline=color, width=3 if chosen else 1)
+        fig.rect(box, outline=(0, 0, 0), width=4 if chosen else 3)  # dark rim: visible on any image
+        fig.rect((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1), outline=color, width=2 if chosen else 1)
         tag = str(i + 1)
         fig.rect((box[0] + 2, box[1] + 2, box[0] + int(fig.text_width(tag, 11)) + 8, box[1] + 17),
                  outline=None, fill=(20, 20, 20))
         fig.text((box[0] + 5, box[1] + 9), tag, size=11, fill=color, anchor="lm")
-    scores = "  ".join(f"{i + 1}{'*' if i == e.tile_index else ''}: {t.p_ai:.3f}" for i, t in enumerate(e.tiles))
+    scores = "  ".join(f"{i + 1}{'*' if i == e.tile_index else ''}: {tile.p_ai:.3f}"
+                       for i, tile in enumerate(e.tiles))
     fig.fit_text((plot[0] - 40, plot[3] + 8), f"p(AI) per tile  {scores}", PLOT + 80, size=12)
     padded = "; wrap-padded to the crop size" if e.padded else ""
     _titles(fig, plot, "Input image and scored tiles",
@@ -186,7 +187,8 @@ def _crop(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
     fig.x_axis(plot, xs, "x (pixels in crop)")
     fig.y_axis(plot, ys, "y (pixels)")
     x, y, w, h = e.crop_box
-    _titles(fig, plot, "Analysed crop (drove the verdict)", f"{w}x{h} px at x={x}, y={y}; p(AI) = {e.p_crop:.3f}")
+    _titles(fig, plot, "Analysed crop (drove the verdict)",
+            f"{w}x{h} px at x={x}, y={y}; p(AI) = {e.p_crop:.3f}")
 
 
 def _artifact(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
@@ -198,17 +200,20 @@ def _artifact(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
     xs, ys = _pixel_ticks(plot, e.crop_size[1])
     fig.x_axis(plot, xs, "x (pixels in crop)")
     fig.y_axis(plot, ys, "y (pixels)")
-    _colorbar(fig, plot, lut, "|x_art| / 99.5th percentile")
+    _colorbar(fig, plot, lut, "|x_art| (pixel scale 0-1), 1st-99.5th pct", *e.artifact_range)
     _titles(fig, plot, "Artifact-related image |x_art|",
             "sum_k w_k*x_k^art / sum_k w_k, mean over B,G,R, over the crop")
 
 
-def _colorbar(fig: dr.Figure, plot: dr.Box, lut: np.ndarray, label: str, top: float = 1.0,
-              bottom: str = "0") -> None:
-    """Colour bar right of ``plot`` for values 0..``top``; ``bottom`` labels its lowest colour."""
+def _colorbar(fig: dr.Figure, plot: dr.Box, lut: np.ndarray, label: str, low: float, high: float,
+              bottom: str | None = None) -> None:
+    """Colour bar right of ``plot`` for values low..high; ``bottom`` relabels its lowest colour."""
     box = (plot[2] + 14, plot[1], plot[2] + 28, plot[3])
-    ticks = [(f, f"{f * top:.2f}".rstrip("0").rstrip(".")) for f in (0.25, 0.5, 0.75, 1.0)]
-    fig.colorbar(box, lut, [(0.0, bottom), *ticks], label)
+    digits = 2 if high - low >= 0.04 else 3
+    ticks = [(f, f"{low + f * (high - low):.{digits}f}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    if bottom is not None:
+        ticks[0] = (0.0, bottom)
+    fig.colorbar(box, lut, ticks, label)
 
 
 def _frequency_ticks(origin: int, n: int) -> list[dr.Tick]:
@@ -232,7 +237,8 @@ def _band_panel(component: str) -> Callable[[dr.Figure, dr.Box, Explanation], No
         height, width = e.crop_size
         fig.x_axis(plot, _frequency_ticks(plot[0], width), "f_x (cycles/pixel)")
         fig.y_axis(plot, _frequency_ticks(plot[1], height), "f_y (cycles/pixel)")
-        _colorbar(fig, plot, lut[int(BAND_FLOOR * 255):], "weight share of bands covering the bin", top, ">0")
+        _colorbar(fig, plot, lut[int(BAND_FLOOR * 255):], "weight share of bands covering the bin", 0.0, top,
+                  bottom=">0")
         _titles(fig, plot, f"{component.capitalize()} bands over the spectrum",
                 "colour: sum_k w_k*mask_k / sum_k w_k;  grey: log(1+|X|), no band")
 
@@ -259,9 +265,11 @@ def _weights(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
     bar = max(2.0, min(row * 0.7, 22.0))
     fig.rect(left, outline=dr.FRAME)
     fig.rect(right, outline=dr.FRAME)
+    label_every = max(1, math.ceil(14 / row))  # many bands: label every n-th so labels never overlap
     for band in e.bands:
         cy = y0 + (band.index + 0.5) * row
-        fig.text((x0 - 6, cy), f"k={band.index}", size=11, anchor="rm")
+        if band.index % label_every == 0:
+            fig.text((x0 - 6, cy), f"k={band.index}", size=11, anchor="rm")
         end = x0 + band.weight * half
         fig.rect((x0, round(cy - bar / 2), max(round(end), x0 + 1), round(cy + bar / 2)),
                  outline=None, fill=WEIGHT_BAR)
@@ -280,7 +288,7 @@ def _weights(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
 def _occlusion_bars(fig: dr.Figure, box: dr.Box, e: Explanation, row: float, bar: float) -> None:
     x0, y0, x1, y1 = box
     if e.occlusion is None:
-        fig.text(((x0 + x1) / 2, (y0 + y1) / 2), "occlusion not computed", size=12, fill=dr.MUTED, anchor="mm")
+        fig.text(((x0 + x1) / 2, (y0 + y1) / 2), "not computed", size=12, fill=dr.MUTED, anchor="mm")
         fig.x_axis(box, [], "dp (not computed)")
         return
     deltas = [b.occlusion_delta or 0.0 for b in e.bands]

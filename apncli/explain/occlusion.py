@@ -40,8 +40,7 @@ def occluded_probabilities(model: APN, x: Tensor, amplitude_masks: Tensor, chunk
             occluded = remove_band(x.expand(part.shape[0], -1, -1, -1), part).to(x.dtype)
             if x.is_contiguous(memory_format=torch.channels_last):
                 occluded = occluded.contiguous(memory_format=torch.channels_last)
-            logits = model(occluded).logits
-            probabilities.append(torch.softmax(logits.float(), dim=-1)[:, 1])
+            probabilities.append(model.probability(occluded).float())
     return torch.cat(probabilities)
 
 

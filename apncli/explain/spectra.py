@@ -57,11 +57,6 @@ def centred_full_plane(half: np.ndarray, width: int) -> np.ndarray:
     return np.fft.fftshift(full, axes=(-2, -1))
 
 
-def centred_frequencies(n: int) -> np.ndarray:
-    """Cycles/pixel of each index of a centred (fftshift-ed) axis of length n: (i - n//2) / n."""
-    return (np.arange(n) - n // 2) / n
-
-
 def row_frequency(u: int, height: int) -> float:
     """f_y of unshifted row u: u/H for u < H/2, else (u - H)/H."""
     return u / height if 2 * u < height else (u - height) / height
@@ -99,7 +94,6 @@ def cells(image: np.ndarray, size: int) -> np.ndarray:
 __all__ = [
     "Interval",
     "cells",
-    "centred_frequencies",
     "centred_full_plane",
     "column_interval",
     "hard_bins",

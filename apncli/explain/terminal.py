@@ -25,6 +25,8 @@ LABEL_WIDTH = 6
 def render_terminal(explanation: Explanation, console: Console) -> None:
     """Print the explanation to ``console`` (stdout normally, stderr when stdout carries JSON)."""
     e = explanation
+    name = escape(e.source) if e.source else "(image in memory)"
+    console.print(f"[bold]apn explain[/] {name}", soft_wrap=True)  # a path stays one copy-pastable line
     console.print(_summary(e))
     console.print()
     console.print(_maps(e, colour=console.color_system is not None))
@@ -34,16 +36,13 @@ def render_terminal(explanation: Explanation, console: Console) -> None:
 
 def _summary(e: Explanation) -> Group:
     style = VERDICT_STYLES.get(e.verdict, "bold")
-    name = escape(e.source) if e.source else "(image in memory)"
-    rule = f"threshold {e.threshold:.2f}"
-    if e.inconclusive_band:
-        rule += f", inconclusive {e.inconclusive_band[0]:.2f}-{e.inconclusive_band[1]:.2f}"
+    rule = e.decision_rule()
     x, y, w, h = e.crop_box
     sha = (e.model.get("sha256") or "unknown")[:12]
     padded = ", image wrap-padded" if e.padded else ""
     return Group(
-        Text.from_markup(f"[bold]apn explain[/] {name}"),
-        Text.from_markup(f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
+        Text.from_markup(
+            f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
         Text(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})"),
         Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px, scored as {len(e.tiles)} tile(s){padded}"),
         Text(f"  crop     {w}x{h} at x={x}, y={y} (tile {e.tile_index + 1}), p(AI) of crop = {e.p_crop:.3f}"),

@@ -26,18 +26,19 @@ class APNOutput:
 
     ``logits`` (from the fused artifact feature) is the only output used at inference; the others feed
     the training losses and ``explain``. ``art_images``/``irr_images`` are (B, K, 3, H, W) only when
-    requested, because keeping them costs 2·K images of memory per input.
+    requested, because keeping them costs 2·K images of memory per input. ``f_irr``/``f_irr_freq`` are
+    None only when the forward was asked not to compute them (``irrelevant=False``).
     """
 
     logits: Tensor
     logits_freq: Tensor
     logits_spatial: Tensor
     f_art: Tensor
-    f_irr: Tensor
+    f_irr: Tensor | None
     f_art_spatial: Tensor
     f_irr_spatial: Tensor
     f_art_freq: Tensor
-    f_irr_freq: Tensor
+    f_irr_freq: Tensor | None
     band_weights: Tensor
     amplitude: BandProposal
     phase: BandProposal
@@ -106,12 +107,18 @@ class APN(nn.Module):
         return list(self.spatial_bases.parameters())
 
     def other_parameters(self) -> list[nn.Parameter]:
-        """Every trainable parameter except the decomposition bases."""
+        """Every trainable parameter except the decomposition bases (frozen score heads left out)."""
         bases = {id(p) for p in self.base_parameters()}
-        return [p for p in self.parameters() if id(p) not in bases]
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in bases]
 
     # -- forward ----------------------------------------------------------------------------------------
-    def forward(self, x: Tensor, return_images: bool = False) -> APNOutput:
+    def forward(self, x: Tensor, return_images: bool = False, irrelevant: bool = True) -> APNOutput:
+        """Run both branches on a batch of BGR crops.
+
+        ``irrelevant=False`` skips the semantic band head and leaves ``f_irr``, ``f_irr_freq`` and
+        ``irr_images`` as None: the logits do not depend on them, so inference saves about a third of the
+        work (B·K images through a ResNet and as many inverse FFTs).
+        """
         self._check_input(x)
         batch, k = x.shape[0], self.config.num_bands
         with torch.autocast(device_type=x.device.type, enabled=False):  # FFTs need fp32 at non-2^n sizes
@@ -119,21 +126,23 @@ class APN(nn.Module):
             amp, phase = polar(freq)
             prop_a, prop_p = self.amplitude_proposer(amp), self.phase_proposer(phase)
             masks = self._masks(prop_a, for_split=True), self._masks(prop_p, for_split=True)
-            art, irr = split_bands(freq, *masks, x.shape[-2:])
+            art, irr = split_bands(freq, *masks, x.shape[-2:], irrelevant=irrelevant)
         g = self._run_head(self.generative_head, art).view(batch, k, -1)
-        s = self._run_head(self.semantic_head, irr).view(batch, k, -1)
         attended = self.attention(g, g, g, need_weights=False)[0]
         weights = self.attention_mlp(attended).squeeze(-1)
-        f_art_freq = (weights.unsqueeze(-1) * self.art_proj(g)).sum(1)  # not normalised: Σw ≠ 1 (§8.11)
-        f_irr_freq = self.irr_proj(s).mean(1)
+        f_art_freq = (weights.unsqueeze(-1) * self.art_proj(g)).sum(1)  # not normalised: sum(w) != 1 (§8.11)
         f_irr_spatial, f_art_spatial = self.spatial_bases(self.spatial_backbone(x))
         f_art = (f_art_spatial + f_art_freq) / 2
+        f_irr_freq = f_irr = None
+        if irr is not None:
+            f_irr_freq = self.irr_proj(self._run_head(self.semantic_head, irr).view(batch, k, -1)).mean(1)
+            f_irr = (f_irr_spatial + f_irr_freq) / 2
         return APNOutput(
             logits=self.classifier(f_art),
             logits_freq=self.classifier(f_art_freq),
             logits_spatial=self.classifier(f_art_spatial),
             f_art=f_art,
-            f_irr=(f_irr_spatial + f_irr_freq) / 2,
+            f_irr=f_irr,
             f_art_spatial=f_art_spatial,
             f_irr_spatial=f_irr_spatial,
             f_art_freq=f_art_freq,
@@ -146,8 +155,8 @@ class APN(nn.Module):
         )
 
     def probability(self, x: Tensor) -> Tensor:
-        """p(AI-generated) = softmax(logits)[:, 1], shape (B,)."""
-        return torch.softmax(self(x).logits, dim=-1)[:, 1]
+        """p(AI-generated) = softmax(logits)[:, 1], shape (B,); skips the features the logits don't use."""
+        return torch.softmax(self(x, irrelevant=False).logits, dim=-1)[:, 1]
 
     def band_masks(self, output: APNOutput) -> dict[str, Tensor]:
         """The (B, 3, K, H, W') masks behind ``output`` for amplitude and phase (for ``explain``)."""
@@ -202,7 +211,8 @@ def load_backbone_weights(model: APN, name: str, state_dict: Mapping[str, Tensor
 
     ``"convnext_base"`` goes into the spatial backbone, ``"resnet18"`` into the semantic band head (the
     generative head stays random, as in the paper). The trunk must match exactly (every key, every shape);
-    only torchvision's classification head (``classifier.*`` / ``fc.*``) is ignored, since APN replaces it.
+    only torchvision's classification head (``classifier.*`` / ``fc.*``) is ignored, since APN replaces it,
+    and BatchNorm ``num_batches_tracked`` counters may be absent, as in checkpoints older than PyTorch 0.4.1.
     """
     if name not in _BACKBONE_TARGETS:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(_BACKBONE_TARGETS)}")
@@ -219,13 +229,14 @@ def load_backbone_weights(model: APN, name: str, state_dict: Mapping[str, Tensor
 
 
 def _check_same_trunk(name: str, expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> None:
-    missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    missing = sorted(k for k in set(expected) - set(given) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(given) - set(expected))
     if missing or unexpected:
         raise ValueError(
             f"{name} state dict does not match the trunk: {len(missing)} missing (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
-    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(given[k].shape)]
+    wrong = [k for k in given if tuple(expected[k].shape) != tuple(given[k].shape)]
     if wrong:
         k = wrong[0]
         raise ValueError(

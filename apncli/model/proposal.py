@@ -91,14 +91,14 @@ class AxisProposer(nn.Module):
         super().__init__()
         if axis not in ("x", "y"):
             raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
-        self.axis = axis
-        self.num_bands = num_bands
         length = height if axis == "x" else width
         kernel, padding = ((3, width), (1, 0)) if axis == "x" else ((height, 3), (0, 1))
         self.body = nn.Sequential(*[Bottleneck3() for _ in range(blocks)])
         self.collapse = nn.Conv2d(3, 3, kernel, padding=padding, groups=3)
         self.neck = nn.Sequential(*[m for _ in range(neck) for m in (nn.Linear(length, length), nn.ReLU())])
-        self.score_head = _head(length, num_bands)
+        # The paper's code computes p but nothing downstream reads it (reference §8.3), so it can never get
+        # a gradient; frozen, it stays out of optimisers and cannot trip DDP's unused-parameter check.
+        self.score_head = _head(length, num_bands).requires_grad_(False)
         self.boundary_head = _head(length, 2 * num_bands)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:

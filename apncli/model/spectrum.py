@@ -38,11 +38,13 @@ def _hard_stripe(starts: Tensor, ends: Tensor, length: int) -> Tensor:
 def _soft_stripe(starts: Tensor, ends: Tensor, length: int, tau: float) -> Tensor:
     """sigmoid((u-a+½)/tau)·sigmoid((b-u+½)/tau): a ramp version of the hard stripe, differentiable in s, e.
 
-    The ±½ centres each ramp half a bin outside the band's edge bins, so at small tau it tends to the hard
-    stripe for bins whose centre lies inside [s·L, e·L].
+    The ±½ puts each ramp half a bin outside the continuous edge, so at small tau it tends to the hard
+    stripe, up to the hard mask's floor (a discontinuity no ramp can follow) moving an edge by one bin.
+    No clamping: a boundary past the grid still selects the edge bin, as the hard clamp does, but keeps a
+    (small) gradient.
     """
-    a = (starts * length).clamp(0, length - 1).unsqueeze(-1)
-    b = (ends * length).clamp(0, length - 1).unsqueeze(-1)
+    a = (starts * length).unsqueeze(-1)
+    b = (ends * length).unsqueeze(-1)
     u = torch.arange(length, device=starts.device, dtype=starts.dtype)
     return torch.sigmoid((u - a + 0.5) / tau) * torch.sigmoid((b - u + 0.5) / tau)
 
@@ -78,25 +80,28 @@ def band_masks(
 
 
 def split_bands(
-    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, size: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
+    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, size: tuple[int, int], irrelevant: bool = True
+) -> tuple[Tensor, Tensor | None]:
     """Artifact and irrelevant images for every proposal, batched over (B, K, 3) (reference §2.4).
 
     ``freq``: rfft2 of the input, (B, 3, H, W'); masks: (B, K, 3, H, W'). Returns two (B, K, 3, H, W)
-    tensors x_art = irfft2(M_A·A · e^{i·M_P·P}) and x_irr = irfft2((A - M_A·A) · e^{i·(P - M_P·P)}).
+    tensors x_art = irfft2(M_A·A · e^{i·M_P·P}) and x_irr = irfft2((A - M_A·A) · e^{i·(P - M_P·P)});
+    x_irr is None when ``irrelevant`` is False (inference does not need it).
     """
     freq = freq.unsqueeze(1)
     if amp_masks.dtype == torch.bool and phase_masks.dtype == torch.bool:
-        art, irr = _split_hard(freq, amp_masks, phase_masks)
+        art, irr = _split_hard(freq, amp_masks, phase_masks, irrelevant)
     else:
         amp, phase = polar(freq)
         amp_art, phase_art = amp_masks * amp, phase_masks * phase
         art = torch.polar(amp_art, phase_art)
-        irr = torch.polar(amp - amp_art, phase - phase_art)
-    return torch.fft.irfft2(art, s=size), torch.fft.irfft2(irr, s=size)
+        irr = torch.polar(amp - amp_art, phase - phase_art) if irrelevant else None
+    return torch.fft.irfft2(art, s=size), None if irr is None else torch.fft.irfft2(irr, s=size)
 
 
-def _split_hard(freq: Tensor, amp_masks: Tensor, phase_masks: Tensor) -> tuple[Tensor, Tensor]:
+def _split_hard(
+    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, irrelevant: bool
+) -> tuple[Tensor, Tensor | None]:
     """The hard-mask spectra without trigonometry: the generic formula's values at a fraction of the cost.
 
     With binary masks each bin of A_k·e^{iP_k} is X itself (amplitude and phase kept), |X| (amplitude
@@ -105,8 +110,9 @@ def _split_hard(freq: Tensor, amp_masks: Tensor, phase_masks: Tensor) -> tuple[T
     """
     amp = freq.abs().to(freq.dtype)
     art = torch.where(phase_masks, freq, amp).masked_fill_(~amp_masks, 0)
-    irr = torch.where(phase_masks, amp, freq).masked_fill_(amp_masks, 0)
-    return art, irr
+    if not irrelevant:
+        return art, None
+    return art, torch.where(phase_masks, amp, freq).masked_fill_(amp_masks, 0)
 
 
 __all__ = ["band_masks", "polar", "recombine", "spectrum", "split_bands"]

@@ -32,10 +32,8 @@ def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
     n = s.size
     allowed = math.floor(target_fpr * n + 1e-9)
     must_exceed = s[n - allowed - 1]  # the (allowed+1)-th highest real score
-    if allowed == 0:
-        upper = min(1.0, must_exceed + 1e-6)
-    else:
-        upper = s[n - allowed]
+    # the m-th highest real score bounds the midpoint from above; with m = 0 a hair above the maximum
+    upper = s[n - allowed] if allowed else min(1.0, must_exceed + 1e-6)
     threshold = (must_exceed + upper) / 2.0 if upper > must_exceed else float(np.nextafter(must_exceed, 2.0))
     return float(min(max(threshold, 0.0), 1.0))
 
@@ -77,4 +75,3 @@ def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) 
         n_real=int(real.size),
         n_fake=int((y == 1).sum()),
     )
-

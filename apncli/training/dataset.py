@@ -64,7 +64,7 @@ def split_holdout(samples: Sequence[Sample], fraction: float, seed: int) -> Hold
         held = [group[i] for i in order[:n_hold]]
         out.train += [group[i] for i in order[n_hold:]]
         out.val += held[: (len(held) + 1) // 2]
-        out.calib += held[(len(held) + 1) // 2:]
+        out.calib += held[(len(held) + 1) // 2 :]
     out.train.sort()
     out.val.sort()
     out.calib.sort()
@@ -166,7 +166,9 @@ class ResumableSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.start = 0
 
     def set_start(self, start: int) -> None:
@@ -174,7 +176,7 @@ class ResumableSampler(DistributedSampler):
         self.start = start
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.start:])
+        return iter(list(super().__iter__())[self.start :])
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.start)

@@ -68,8 +68,10 @@ def init_distributed(device_request: str | None) -> tuple[DistContext, torch.dev
     use_cuda = wanted.startswith("cuda") or (wanted == "auto" and torch.cuda.is_available())
     if use_cuda:
         if torch.cuda.device_count() <= local_rank:
-            raise UsageError(f"process {rank} wants cuda:{local_rank} but only {torch.cuda.device_count()} "
-                             "GPU(s) are visible")
+            raise UsageError(
+                f"process {rank} wants cuda:{local_rank} but only {torch.cuda.device_count()} "
+                "GPU(s) are visible"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
@@ -117,7 +119,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
         g = grad.contiguous().clone()
         dist.all_reduce(g)  # every process computed a loss on the gathered batch
-        return g[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+        return g[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
 
 
 def gather_with_grad(x: Tensor) -> Tensor:
@@ -154,7 +156,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (
+            self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        ):
             return super().forward(x)
         channels = x.shape[1]
         dims = [0, *range(2, x.dim())]
@@ -184,8 +188,9 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats).to(device)
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        ).to(device)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
         return new

@@ -59,7 +59,7 @@ def score_samples(
     parts: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(samples), chunk):
-            block = list(samples[start:start + chunk])
+            block = list(samples[start : start + chunk])
             loaded = list(pool.map(lambda s: _load(s.path, transform), block))
             images = [x for x in loaded if not isinstance(x, str)]
             out.errors += [x for x in loaded if isinstance(x, str)]

@@ -35,8 +35,9 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         return {_TENSOR: key}
     if isinstance(obj, np.ndarray):
         key = prefix or "root"
-        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "ui"
-                                                                            else np.float64))
+        tensors[key] = torch.from_numpy(
+            np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "ui" else np.float64)
+        )
         return {_NDARRAY: key, "dtype": obj.dtype.str}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
@@ -95,7 +96,9 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable training state ({' '.join(str(exc).split())})") from None
+        raise CheckpointError(
+            f"{path}: not a readable training state ({' '.join(str(exc).split())})"
+        ) from None
     if _KEY not in meta:
         raise CheckpointError(f"{path}: a safetensors file, but not an apn training state")
     return _unflatten(json.loads(meta[_KEY]), tensors)

@@ -26,14 +26,18 @@ from apncli.errors import UsageError
 __all__ = ["load_teacher"]
 
 
-def load_teacher(path: Path, samples: Sequence[Sample], data_root: Path, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_teacher(
+    path: Path, samples: Sequence[Sample], data_root: Path, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, D), row index per sample or -1) from a teacher file; UsageError if unusable."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             feats = f.get_tensor("features").float()
     except Exception as exc:
-        raise UsageError(f"--teacher {path}: not a readable teacher file ({' '.join(str(exc).split())})") from None
+        raise UsageError(
+            f"--teacher {path}: not a readable teacher file ({' '.join(str(exc).split())})"
+        ) from None
     try:
         paths = json.loads(meta["paths"])
     except (KeyError, ValueError):
@@ -41,7 +45,9 @@ def load_teacher(path: Path, samples: Sequence[Sample], data_root: Path, dim: in
     if feats.ndim != 2 or feats.shape[0] != len(paths):
         raise UsageError(f"--teacher {path}: 'features' must be (N, D) with one row per path")
     if feats.shape[1] != dim:
-        raise UsageError(f"--teacher {path}: features have {feats.shape[1]} dims, the model's feature_dim is {dim}")
+        raise UsageError(
+            f"--teacher {path}: features have {feats.shape[1]} dims, the model's feature_dim is {dim}"
+        )
     index = {_key(Path(p), data_root): i for i, p in enumerate(paths)}
     rows = torch.tensor([index.get(_key(s.path, data_root), -1) for s in samples], dtype=torch.long)
     return feats, rows

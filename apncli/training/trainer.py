@@ -5,10 +5,22 @@ flowing into the features) followed by ``club_steps`` estimator steps (the CLUB'
 features of fresh batches, or of the same batch with ``club_data="reuse"``). Both learning rates follow a
 LinearLR warm-up chained with a StepLR decay, stepped every iteration.
 
-Outputs in ``--out``: ``state-last.safetensors`` (everything needed to resume exactly, rewritten atomically
-after every epoch, every ``save_every`` steps and on interruption), ``best.safetensors`` (weights of the
-best epoch on the validation split), ``metrics.jsonl`` (step and epoch records), ``train.log`` and the final
-self-describing ``model.safetensors`` (engine checkpoint format, threshold calibrated on held-back files).
+Outputs in ``--out``: ``state-last.safetensors`` (everything needed to resume exactly, rewritten
+atomically after every epoch, every ``save_every`` steps and on interruption), ``best-weights.safetensors``
+(weights only, of the best epoch by validation AUC), ``metrics.jsonl`` (step and epoch records),
+``train.log`` and the final self-describing ``model.safetensors`` (engine checkpoint format, threshold
+calibrated on held-back files), which ``apn scan --weights`` loads unchanged.
+
+Choices worth knowing:
+
+- Resume is exact (bit for bit on the same machine and thread count): model, both optimisers and
+  schedulers, CLUB, RNG states, epoch/step, the sampler position and the CLUB stream position are saved;
+  stochastic layers are reseeded from (seed, rank, step) every step, and augmentation is seeded per sample.
+- Under torchrun, BatchNorm is synchronised and the CLUB bound is taken over the gathered batch (see
+  :mod:`distributed`), so N processes follow the single-process run of the same global batch. Only rank 0
+  logs, validates, calibrates and writes files; step records hold rank 0's batch losses.
+- ``club_data="fresh"`` runs the detector (no gradient, training mode) on the CLUB's own batches, as the
+  reference does; those forwards also update BatchNorm running statistics.
 """
 
 from __future__ import annotations
@@ -20,8 +32,10 @@ import math
 import platform
 import random
 import signal
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,7 +69,7 @@ from apncli.training.state import load_state, save_state
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 STATE_FILE = "state-last.safetensors"
-BEST_FILE = "best.safetensors"
+BEST_FILE = "best-weights.safetensors"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
@@ -161,8 +175,13 @@ def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": np_state[1], "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": np_state[1],
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -229,8 +248,9 @@ class _Stop:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, ctx: ddp.DistContext, device: torch.device,
-                 log: Callable[[str], None] | None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, ctx: ddp.DistContext, device: torch.device, log: Callable[[str], None] | None
+    ) -> None:
         self.cfg, self.ctx, self.device = cfg, ctx, device
         self._echo = log
         self.out = Path(cfg.out)
@@ -240,6 +260,7 @@ class _Run:
         self.step_in_epoch = 0
         self.global_step = 0
         self.club_batches = 0
+        self.epoch_loss = [0.0, 0]  # running sum and count of this epoch's step losses (resumable)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self._validate_cfg()
@@ -263,8 +284,10 @@ class _Run:
     def _validate_cfg(self) -> None:
         c = self.cfg
         if c.batch_size < 1 or c.batch_size % self.ctx.world_size:
-            raise UsageError(f"--batch-size {c.batch_size} must be a positive multiple of the number of "
-                             f"processes ({self.ctx.world_size})")
+            raise UsageError(
+                f"--batch-size {c.batch_size} must be a positive multiple of the number of "
+                f"processes ({self.ctx.world_size})"
+            )
         if c.epochs < 1:
             raise UsageError("--epochs must be at least 1")
         if c.club_data not in ("fresh", "reuse"):
@@ -291,8 +314,10 @@ class _Run:
             try:
                 from apncli.data.reconstruct import make_reconstruction_source
             except ImportError as exc:
-                raise UsageError(f"--fakes {spec} needs apncli.data.reconstruct, which is not available "
-                                 f"in this installation ({exc})") from None
+                raise UsageError(
+                    f"--fakes {spec} needs apncli.data.reconstruct, which is not available "
+                    f"in this installation ({exc})"
+                ) from None
             sources[spec] = make_reconstruction_source(spec)
         return sources
 
@@ -300,8 +325,10 @@ class _Run:
         c = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if c.resume is None and (self.out / STATE_FILE).exists():
-            raise UsageError(f"{self.out} already holds a training run; pass --resume {self.out} to continue it "
-                             "or choose another --out")
+            raise UsageError(
+                f"{self.out} already holds a training run; pass --resume {self.out} to continue "
+                "it or choose another --out"
+            )
         self.config = self._model_config()
         _seed_all(c.seed)
         samples = training_samples(c.dataset, Path(c.data_root), c.train_on)
@@ -311,16 +338,20 @@ class _Run:
             keep = sorted(rng.choice(len(self.split.val), c.val_max, replace=False))
             self.split.val = [self.split.val[i] for i in keep]
         sources = self._fake_sources()
-        self.dataset = TrainDataset(self.split.train, self.config.crop, c.augment, c.seed, sources, stream=0)
-        self.club_dataset = TrainDataset(self.split.train, self.config.crop, c.augment, c.seed, sources, stream=1)
+        crop = self.config.crop
+        self.dataset = TrainDataset(self.split.train, crop, c.augment, c.seed, sources, stream=0)
+        self.club_dataset = TrainDataset(self.split.train, crop, c.augment, c.seed, sources, stream=1)
         self.per_rank_batch = c.batch_size // self.ctx.world_size
         if len(self.dataset) // self.ctx.world_size < self.per_rank_batch:
-            raise UsageError(f"only {len(self.dataset)} training images: fewer than --batch-size {c.batch_size}")
-        self.sampler = ResumableSampler(self.dataset, self.ctx.world_size, self.ctx.rank, c.seed)
-        self.club_sampler = ResumableSampler(self.club_dataset, self.ctx.world_size, self.ctx.rank, c.seed + 1)
+            raise UsageError(
+                f"only {len(self.dataset)} training images: fewer than --batch-size {c.batch_size}"
+            )
+        world, rank = self.ctx.world_size, self.ctx.rank
+        self.sampler = ResumableSampler(self.dataset, world, rank, c.seed)
+        self.club_sampler = ResumableSampler(self.club_dataset, world, rank, c.seed + 1)
         self.steps_per_epoch = self.sampler.num_samples // self.per_rank_batch
         self._build_model()
-        self._load_teacher(samples)
+        self._load_teacher()
 
     def _build_model(self) -> None:
         c = self.cfg
@@ -334,12 +365,15 @@ class _Run:
         self.net: nn.Module = model
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-        # The score heads of the proposers are computed but unused (reference §8.3): DDP must tolerate it.
-        self.optimizer = Adam([
-            {"params": model.other_parameters(), "lr": c.lr, "name": "network"},
-            {"params": model.base_parameters(), "lr": c.base_lr, "name": "decomposition_bases"},
-        ])
+            self.net = DistributedDataParallel(model, device_ids=ids)
+            # 1x1-conv gradients in channels_last have equivalent strides; DDP warns about them anyway.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        self.optimizer = Adam(
+            [
+                {"params": model.other_parameters(), "lr": c.lr, "name": "network"},
+                {"params": model.base_parameters(), "lr": c.base_lr, "name": "decomposition_bases"},
+            ]
+        )
         self.scheduler = _schedule(self.optimizer, c, c.step_size)
         pairs = 1 if c.mi_variables == "fused" else 2
         dim, hidden = self.config.feature_dim, c.club_hidden or self.config.feature_dim
@@ -363,20 +397,28 @@ class _Run:
                 raise UsageError(f"--pretrained {name}={where}: {exc}") from None
             self.log(f"initialised {name} from {path} ({n} tensors)")
         if self.config.spatial_backbone == "convnext_base" and not self.cfg.pretrained:
-            self.log("note: training the paper config from scratch; the paper starts ConvNeXt-B and the "
-                     "semantic ResNet-18 from ImageNet weights (--pretrained)")
+            self.log(
+                "note: training the paper config from scratch; the paper starts ConvNeXt-B and the "
+                "semantic ResNet-18 from ImageNet weights (--pretrained)"
+            )
 
-    def _load_teacher(self, samples: list[Sample]) -> None:
+    def _load_teacher(self) -> None:
         """Semantic-teacher features for L_se2/L_se3 (e.g. precomputed BLIP ITC embeddings), if given."""
         self.teacher: torch.Tensor | None = None
         self.teacher_rows: torch.Tensor | None = None
         if self.cfg.teacher is None:
-            self.log("semantic teacher: none, so L_se2 and L_se3 are off (pass --teacher FEATURES.safetensors)")
+            self.log(
+                "semantic teacher: none, so L_se2 and L_se3 are off (pass --teacher FEATURES.safetensors)"
+            )
             return
         from apncli.training.teacher import load_teacher
 
-        feats, rows = load_teacher(self.cfg.teacher, [it.sample for it in self.dataset.items],
-                                   Path(self.cfg.data_root), self.config.feature_dim)
+        feats, rows = load_teacher(
+            self.cfg.teacher,
+            [it.sample for it in self.dataset.items],
+            Path(self.cfg.data_root),
+            self.config.feature_dim,
+        )
         self.teacher, self.teacher_rows = feats.to(self.device), rows
         covered = int((rows >= 0).sum())
         self.log(f"semantic teacher: {self.cfg.teacher} covers {covered}/{len(rows)} training images")
@@ -393,8 +435,13 @@ class _Run:
             "club_scheduler": self.club_scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": _rng_state(),
-            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                         "global_step": self.global_step, "club_batches": self.club_batches},
+            "progress": {
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step,
+                "club_batches": self.club_batches,
+                "epoch_loss": self.epoch_loss,
+            },
             "best": {"metric": self.best_metric, "epoch": self.best_epoch},
             "history": self.history,
             "skipped": list(self.skipped)[-_MAX_REPORTED_ERRORS:],
@@ -418,7 +465,10 @@ class _Run:
         saved = state.get("run", {})
         for key in ("dataset", "train_on", "batch_size", "seed", "val_fraction", "club_data", "mi_variables"):
             if str(saved.get(key)) != str(getattr(self.cfg, key)):
-                self.log(f"warning: resuming with {key}={getattr(self.cfg, key)!r}, the run used {saved.get(key)!r}")
+                self.log(
+                    f"warning: resuming with {key}={getattr(self.cfg, key)!r}, "
+                    f"the run used {saved.get(key)!r}"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -430,29 +480,39 @@ class _Run:
         p = state["progress"]
         self.epoch, self.step_in_epoch = int(p["epoch"]), int(p["step_in_epoch"])
         self.global_step, self.club_batches = int(p["global_step"]), int(p["club_batches"])
+        self.epoch_loss = [float(p["epoch_loss"][0]), int(p["epoch_loss"][1])]
         self.best_metric, self.best_epoch = state["best"]["metric"], state["best"]["epoch"]
         self.history, self.skipped = list(state["history"]), dict.fromkeys(state["skipped"])
         self._trim_metrics_log()
-        self.log(f"resumed from {path} at epoch {self.epoch + 1}, step {self.step_in_epoch} "
-                 f"(global step {self.global_step})")
+        self.log(
+            f"resumed from {path} at epoch {self.epoch + 1}, step {self.step_in_epoch} "
+            f"(global step {self.global_step})"
+        )
 
     def _trim_metrics_log(self) -> None:
         """Drop records written after the resumed state, so the log reads like one uninterrupted run."""
         path = self.out / METRICS_FILE
         if not self.ctx.is_main or not path.exists():
             return
-        keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and json.loads(ln).get("global_step", 0) <= self.global_step]
+        keep = [
+            ln
+            for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and json.loads(ln).get("global_step", 0) <= self.global_step
+        ]
         path.write_text("".join(f"{ln}\n" for ln in keep), encoding="utf-8")
 
     # -- data -------------------------------------------------------------------------------------------
     def _loader(self, dataset: TrainDataset, sampler: ResumableSampler) -> DataLoader:
         workers = max(0, self.cfg.workers)
         return DataLoader(
-            dataset, batch_size=self.per_rank_batch, sampler=sampler, num_workers=workers, collate_fn=collate,
-            drop_last=True, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=self.per_rank_batch,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
             worker_init_fn=_worker_init if workers else None,
-            multiprocessing_context="spawn" if workers and self.device.type == "cuda" else None,
         )
 
     def _club_batches(self) -> Iterator[Batch]:
@@ -498,8 +558,11 @@ class _Run:
             out = self.net(x)
         use_mi = self.cfg.loss_weights.mi > 0
         bases = (model.spatial_bases.semantic_base, model.spatial_bases.generative_base)
-        loss, terms = detector_loss(out, y, self.cfg.loss_weights, bases,
-                                    self._mi_bound if use_mi else None, teacher, mask)
+        loss, terms = detector_loss(
+            out, y, self.cfg.loss_weights, bases, self._mi_bound if use_mi else None, teacher, mask
+        )
+        if self.ctx.enabled:
+            loss = loss + _ddp_anchor(out)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -514,8 +577,9 @@ class _Run:
     def _club_step(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         self.clubs.requires_grad_(True)
         self.clubs.train()
-        loss = torch.stack([club.learning_loss(x.float(), y.float())
-                            for club, (x, y) in zip(self.clubs, pairs, strict=True)]).sum()
+        loss = torch.stack(
+            [club.learning_loss(x.float(), y.float()) for club, (x, y) in zip(self.clubs, pairs, strict=True)]
+        ).sum()
         self.club_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         ddp.all_reduce_grads(list(self.clubs.parameters()))
@@ -548,8 +612,11 @@ class _Run:
 
     # -- validation / calibration -------------------------------------------------------------------------
     def _metadata(self, threshold: float = 0.5, band: tuple[float, float] = (0.5, 0.5)) -> dict[str, Any]:
-        name = self.cfg.name or f"apn-{self.config.name}-{self.cfg.dataset}-" \
-                                f"{self.cfg.train_on or default_train_on(self.cfg.dataset)}"
+        name = (
+            self.cfg.name
+            or f"apn-{self.config.name}-{self.cfg.dataset}-"
+            f"{self.cfg.train_on or default_train_on(self.cfg.dataset)}"
+        )
         return {
             "format_version": 1,
             "name": name.replace(",", "+")[:200],
@@ -566,8 +633,11 @@ class _Run:
         copy_model = build_model(self.config)
         copy_model.load_state_dict(self.model.state_dict())
         detector = Detector.from_model(copy_model, self._metadata(), device=str(self.device))
-        scored = score_samples(lambda imgs: detector.predict(imgs, batch_size=self.per_rank_batch * 2),
-                               samples, workers=max(1, self.cfg.workers))
+        scored = score_samples(
+            lambda imgs: detector.predict(imgs, batch_size=self.per_rank_batch * 2),
+            samples,
+            workers=max(1, self.cfg.workers),
+        )
         return scored.labels, scored.scores, scored.errors
 
     def _validate(self) -> dict[str, Any] | None:
@@ -602,9 +672,12 @@ class _Run:
         if self.cfg.resume is not None:
             self._resume()
         else:
-            self.log(f"training {self.config.name} on {self.cfg.dataset}:{self.cfg.train_on or default_train_on(self.cfg.dataset)} "
-                     f"({len(self.split.train)} files, {len(self.dataset)} items; val {len(self.split.val)}, "
-                     f"calibration {len(self.split.calib)}) on {self.device} x{self.ctx.world_size}")
+            target = self.cfg.train_on or default_train_on(self.cfg.dataset)
+            self.log(
+                f"training {self.config.name} on {self.cfg.dataset}:{target} "
+                f"({len(self.split.train)} files, {len(self.dataset)} items; val {len(self.split.val)}, "
+                f"calibration {len(self.split.calib)}) on {self.device} x{self.ctx.world_size}"
+            )
         started = time.monotonic()
         interrupted = stopped = False
         with _Stop() as stop:
@@ -624,9 +697,14 @@ class _Run:
         self.sampler.set_start(self.step_in_epoch * self.per_rank_batch)
         club_stream = self._club_batches() if c.club_data == "fresh" else None
         self.net.train()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{c.epochs}",
-                   disable=not (self.ctx.is_main and c.progress), leave=False, dynamic_ncols=True)
-        losses: list[float] = []
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.step_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{c.epochs}",
+            disable=not (self.ctx.is_main and c.progress and sys.stderr.isatty()),
+            leave=False,
+            dynamic_ncols=True,
+        )
         stopped = interrupted = False
         tick = time.monotonic()
         for batch in self._loader(self.dataset, self.sampler):
@@ -636,14 +714,23 @@ class _Run:
             values["club_loss"] = self._club_phase(out, club_stream)
             self.global_step += 1
             self.step_in_epoch += 1
-            losses.append(values["loss"])
+            self.epoch_loss = [self.epoch_loss[0] + values["loss"], self.epoch_loss[1] + 1]
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.3f}")
             if self.global_step % max(c.log_every, 1) == 0 or self.global_step == 1:
                 now = time.monotonic()
-                self.record({"type": "step", "epoch": self.epoch + 1, "step": self.step_in_epoch,
-                             "global_step": self.global_step, "lr": self.scheduler.get_last_lr()[0],
-                             "images_per_s": c.batch_size * max(c.log_every, 1) / max(now - tick, 1e-9), **values})
+                rate = c.batch_size * max(c.log_every, 1) / max(now - tick, 1e-9)
+                self.record(
+                    {
+                        "type": "step",
+                        "epoch": self.epoch + 1,
+                        "step": self.step_in_epoch,
+                        "global_step": self.global_step,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "images_per_s": rate,
+                        **values,
+                    }
+                )
                 tick = now
             if not math.isfinite(values["loss"]):
                 raise RuntimeError(f"loss became {values['loss']} at step {self.global_step}; lower --lr")
@@ -660,9 +747,9 @@ class _Run:
             club_stream.close()
         if stopped and self.step_in_epoch < self.steps_per_epoch:
             self._save_state()  # mid-epoch stop: resume continues from this exact batch
-            self._record_partial(losses, epoch_start, interrupted)
+            self._record_partial(interrupted)
             return stopped, interrupted
-        self._end_epoch(losses, epoch_start)
+        self._end_epoch(epoch_start)
         return stopped, interrupted
 
     def _any(self, flag: bool) -> bool:
@@ -683,35 +770,55 @@ class _Run:
             for errors in everyone[1:]:
                 self._note_errors(errors or [])
 
-    def _record_partial(self, losses: list[float], started: float, interrupted: bool) -> None:
+    def _record_partial(self, interrupted: bool) -> None:
         why = "interrupted" if interrupted else f"--max-steps {self.cfg.max_steps} reached"
-        self.log(f"{why} at epoch {self.epoch + 1}, step {self.step_in_epoch}; state saved "
-                 f"(continue with --resume {self.out})")
+        self.log(
+            f"{why} at epoch {self.epoch + 1}, step {self.step_in_epoch}; state saved "
+            f"(continue with --resume {self.out})"
+        )
         if self.best_epoch is None and not interrupted and self.ctx.is_main:
             self._save_best()  # no finished epoch yet: the current weights are all there is
 
-    def _end_epoch(self, losses: list[float], started: float) -> None:
+    def _end_epoch(self, started: float) -> None:
         self._gather_skipped()
         report = self._validate()
         better = self._is_better(report) if self.ctx.is_main else False
         if better:
             self.best_epoch = self.epoch + 1
             self._save_best()
-        entry = {"type": "epoch", "epoch": self.epoch + 1, "global_step": self.global_step,
-                 "train_loss": float(np.mean(losses)) if losses else None, "val": report, "best": better,
-                 "skipped_files": len(self.skipped), "seconds": time.monotonic() - started}
+        entry = {
+            "type": "epoch",
+            "epoch": self.epoch + 1,
+            "global_step": self.global_step,
+            "train_loss": self.epoch_loss[0] / max(self.epoch_loss[1], 1),
+            "val": report,
+            "best": better,
+            "skipped_files": len(self.skipped),
+            "seconds": time.monotonic() - started,
+        }
         self.history.append(_json_safe(entry))
         self.record(entry)
         val = f"val AUC {report['auc']:.4f} acc {report['acc']:.4f}" if report else "no validation split"
-        self.log(f"epoch {self.epoch + 1}/{self.cfg.epochs}: loss {entry['train_loss'] or float('nan'):.4f}, {val}"
-                 + (" (best)" if better else ""))
+        self.log(
+            f"epoch {self.epoch + 1}/{self.cfg.epochs}: loss {entry['train_loss']:.4f}, {val}"
+            + (" (best)" if better else "")
+        )
         self.epoch += 1
         self.step_in_epoch = 0
+        self.epoch_loss = [0.0, 0]
         self._save_state()
 
     def _finish(self, interrupted: bool, seconds: float) -> TrainResult:
-        result = TrainResult(None, None, self.epoch, self.global_step, self.best_epoch, self.history,
-                             list(self.skipped), interrupted)
+        result = TrainResult(
+            None,
+            None,
+            self.epoch,
+            self.global_step,
+            self.best_epoch,
+            self.history,
+            list(self.skipped),
+            interrupted,
+        )
         if interrupted or not self.ctx.is_main:
             self.ctx.barrier()
             return result
@@ -721,7 +828,9 @@ class _Run:
         if best.exists():
             self.model.load_state_dict(load_file(str(best)))
         calibration_set = self.split.calib or self.split.val
-        labels, scores, errors = self._score(calibration_set) if calibration_set else (np.zeros(0), np.zeros(0), [])
+        labels, scores, errors = (
+            self._score(calibration_set) if calibration_set else (np.zeros(0, np.int64), np.zeros(0), [])
+        )
         self._note_errors(errors)
         cal = calibrate(labels, scores, self.cfg.target_fpr) if (labels == 0).any() else None
         if cal is None:
@@ -731,26 +840,37 @@ class _Run:
         self.ctx.barrier()
         return result
 
-    def _write_model(self, cal: Calibration | None, labels: np.ndarray, scores: np.ndarray, seconds: float) -> Path:
+    def _write_model(
+        self, cal: Calibration | None, labels: np.ndarray, scores: np.ndarray, seconds: float
+    ) -> Path:
         threshold, band = (cal.threshold, cal.inconclusive_band) if cal else (0.5, (0.5, 0.5))
         meta = self._metadata(threshold, band)
         best_val = next((h["val"] for h in self.history if h["epoch"] == self.best_epoch), None)
-        meta["training"] = _json_safe({
-            "command": self.cfg.command,
-            "dataset": self.cfg.dataset,
-            "data_root": str(self.cfg.data_root),
-            "train_on": self.cfg.train_on or default_train_on(self.cfg.dataset),
-            "epochs": self.epoch,
-            "steps": self.global_step,
-            "best_epoch": self.best_epoch,
-            "seed": self.cfg.seed,
-            "processes": self.ctx.world_size,
-            "files": {"train": len(self.split.train), "val": len(self.split.val), "calibration": len(self.split.calib)},
-            "skipped_files": len(self.skipped),
-            "seconds": seconds,
-            "hyperparameters": {k: v for k, v in self.cfg.to_dict().items()
-                                if k not in ("command", "data_root", "out", "resume", "progress")},
-        })
+        meta["training"] = _json_safe(
+            {
+                "command": self.cfg.command,
+                "dataset": self.cfg.dataset,
+                "data_root": str(self.cfg.data_root),
+                "train_on": self.cfg.train_on or default_train_on(self.cfg.dataset),
+                "epochs": self.epoch,
+                "steps": self.global_step,
+                "best_epoch": self.best_epoch,
+                "seed": self.cfg.seed,
+                "processes": self.ctx.world_size,
+                "files": {
+                    "train": len(self.split.train),
+                    "val": len(self.split.val),
+                    "calibration": len(self.split.calib),
+                },
+                "skipped_files": len(self.skipped),
+                "seconds": seconds,
+                "hyperparameters": {
+                    k: v
+                    for k, v in self.cfg.to_dict().items()
+                    if k not in ("command", "data_root", "out", "resume", "progress")
+                },
+            }
+        )
         metrics: dict[str, Any] = {"validation": best_val}
         if cal is not None:
             metrics["calibration"] = cal.to_dict()
@@ -769,7 +889,28 @@ class _Run:
         return path
 
 
-def _worker_init(worker_id: int) -> None:
-    """One thread per loader worker: the main process already uses every core for the network."""
-    torch.set_num_threads(1)
+def _ddp_anchor(out: APNOutput) -> torch.Tensor:
+    """0 × every output tensor: DDP then sees a gradient (zero) for outputs no loss term uses.
 
+    The proposers' score heads are computed but unused by design (reference §8.3), and a zero loss
+    weight can leave a branch out of the loss; DDP would otherwise wait forever for those gradients.
+    """
+    tensors: list[torch.Tensor] = []
+
+    def collect(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            if obj.requires_grad:
+                tensors.append(obj.float().sum())
+        elif dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                collect(getattr(obj, f.name))
+
+    collect(out)
+    return torch.stack(tensors).sum() * 0.0 if tensors else torch.zeros(())
+
+
+def _worker_init(worker_id: int) -> None:
+    """Loader workers use one thread and ignore Ctrl-C: the main process stops at a step boundary and
+    saves its state, which needs the workers alive until then."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -28,7 +28,9 @@ def synth_image(rng: np.random.Generator, size: int, fake: bool) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_images(folder: Path, n: int, fake: bool, seed: int, size: int = 40, ext: str = ".png") -> list[Path]:
+def write_images(
+    folder: Path, n: int, fake: bool, seed: int, size: int = 40, ext: str = ".png"
+) -> list[Path]:
     """Write n images of one class into folder; returns their paths (sorted)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -40,8 +42,9 @@ def write_images(folder: Path, n: int, fake: bool, seed: int, size: int = 40, ex
     return paths
 
 
-def make_folder_dataset(root: Path, n: int = 24, gens: tuple[str, ...] = ("gen_a",), seed: int = 0,
-                        size: int = 40) -> Path:
+def make_folder_dataset(
+    root: Path, n: int = 24, gens: tuple[str, ...] = ("gen_a",), seed: int = 0, size: int = 40
+) -> Path:
     """``root/real/`` + ``root/fake/<gen>/`` with n images each."""
     write_images(root / "real", n, False, seed, size)
     for i, gen in enumerate(gens):

@@ -1,0 +1,345 @@
+"""Train, evaluate and ship the default detector (``weights/apn-lite-v1.safetensors``) in one command.
+
+    .venv/bin/python recipes/train_default.py                # everything: train, evaluate, ship
+    .venv/bin/python recipes/train_default.py --eval-only    # re-evaluate the shipped checkpoint only
+
+Reads ``../shared/data/train`` (training) and ``../shared/data/eval`` (development evaluation only: never
+used to train, select epochs or set thresholds) relative to the repository. Steps:
+
+1. TAEF2 reconstruction fakes of the training reals (cached in ``--work``; see ``reconstruction_cache``).
+2. APN ``lite`` through the product trainer (``apncli.training.trainer``, what ``apn train`` runs), with and
+   without the reconstruction fakes; the same for the plain-CNN baseline (``recipes/baseline.py``).
+   Every run uses the same seeded hold-out: half selects the best epoch, half calibrates the threshold
+   (5% false positives on held-back training reals) and the inconclusive band.
+3. Evaluation of every run on ``eval/unseen-diffusion`` and ``eval/gan-thumbnails``, as-is and with both
+   classes re-encoded as JPEG q85: ROC-AUC with a 1000-sample bootstrap 95% interval, TPR and FPR at the
+   run's own calibrated threshold.
+4. The APN variant with the better *validation* AUC (held-out training files, not eval/) is shipped:
+   checkpoint in ``weights/``, registry entry, ``recipes/results/apn-lite-v1.{json,md}``.
+
+Finished steps are skipped on a rerun with the same ``--work`` folder (delete it to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+
+from baseline import BaselineConfig, load_baseline, train_baseline  # noqa: E402
+from reconstruction_cache import CachedReconstruction  # noqa: E402
+
+import apncli.data.reconstruct as reconstruct  # noqa: E402
+from apncli.data.augment import AugmentConfig, Perturbation  # noqa: E402
+from apncli.data.layouts import list_layout  # noqa: E402
+from apncli.engine import checkpoint  # noqa: E402
+from apncli.engine.detector import Detector  # noqa: E402
+from apncli.training.evaluation import score_samples  # noqa: E402
+from apncli.training.metrics import bootstrap_ci, roc_auc, tpr_at_fpr  # noqa: E402
+from apncli.training.trainer import TrainConfig, train  # noqa: E402
+
+SHIP_NAME = "apn-lite-v1"
+SHIP_FILE = f"{SHIP_NAME}.safetensors"
+RECON_SPEC = "reconstruct:taef2"
+
+# Everything the shipped numbers depend on, in one place (the model card quotes it).
+RECIPE: dict[str, Any] = {
+    "model": "lite",
+    "crop": 128,
+    "batch_size": 16,
+    "lr": 3e-4,
+    "seed": 0,
+    "val_fraction": 0.2,
+    "target_fpr": 0.05,
+    "club_data": "reuse",
+    "recon_size": 160,
+    "augment": AugmentConfig(compress_prob=0.8, quality=(60, 100), webp_share=0.25, blur_prob=0.2,
+                             blur_sigma=(0.2, 1.2), downscale_prob=0.3, downscale_range=(0.5, 1.0)),
+    # two passes over the training files (plus their reconstructions in the +taef2 variants): what two
+    # shared CPU cores allow for APN lite at ~1 image/s
+    "epochs": {"apn": 2, "apn+taef2": 2, "cnn": 2, "cnn+taef2": 2},
+}
+VARIANTS = ("apn", "apn+taef2", "cnn", "cnn+taef2")
+EVAL_SETS = ("unseen-diffusion", "gan-thumbnails")
+CONDITIONS = {"as-is": None, "jpeg85": Perturbation.parse("jpeg:85")}
+N_BOOT = 1000
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def recon_source(work: Path, taef2_dir: Path) -> CachedReconstruction:
+    enc, dec = taef2_dir / reconstruct.ENCODER_FILE, taef2_dir / reconstruct.DECODER_FILE
+    return CachedReconstruction(work / "taef2-cache", RECIPE["recon_size"],
+                                lambda: reconstruct.make_reconstruction_source(RECON_SPEC, encoder_path=enc,
+                                                                               decoder_path=dec))
+
+
+@contextlib.contextmanager
+def cached_reconstruction(source: CachedReconstruction) -> Iterator[None]:
+    """Make the trainer's ``--fakes reconstruct:taef2`` use the cached centre-crop reconstructions.
+
+    The trainer builds its sources through ``apncli.data.reconstruct.make_reconstruction_source``; the
+    uncached one re-runs the autoencoder on the whole photo at every draw (seconds per image on CPU).
+    """
+    original = reconstruct.make_reconstruction_source
+    reconstruct.make_reconstruction_source = lambda spec, **_: source  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        reconstruct.make_reconstruction_source = original  # type: ignore[assignment]
+
+
+def train_apn(variant: str, data: Path, work: Path, source: CachedReconstruction, command: str) -> Path:
+    out = work / variant
+    if (out / "model.safetensors").is_file():
+        log(f"{variant}: already trained ({out})")
+        return out / "model.safetensors"
+    fakes = (RECON_SPEC,) if variant.endswith("+taef2") else ()
+    cfg = TrainConfig(
+        dataset="folder", data_root=data / "train", out=out, model=RECIPE["model"], crop=RECIPE["crop"],
+        epochs=RECIPE["epochs"][variant], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+        seed=RECIPE["seed"], val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
+        club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=fakes, augment=RECIPE["augment"],
+        name=f"{SHIP_NAME}-{variant}", command=command, progress=False,
+        resume=out if (out / "state-last.safetensors").is_file() else None,  # continue an interrupted run
+    )
+    what = fakes or "generators only"
+    log(f"{variant}: training APN {RECIPE['model']} (epochs {cfg.epochs}, fakes {what})")
+    with cached_reconstruction(source):
+        result = train(cfg, log=lambda m: log(f"{variant}: {m}"))
+    assert result.model_path is not None
+    return result.model_path
+
+
+def train_cnn(variant: str, data: Path, work: Path, source: CachedReconstruction) -> Path:
+    out = work / variant
+    if (out / "baseline.json").is_file():
+        log(f"{variant}: already trained ({out})")
+        return out
+    sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
+    cfg = BaselineConfig(data_root=data / "train", out=out, crop=RECIPE["crop"],
+                         epochs=RECIPE["epochs"][variant], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+                         seed=RECIPE["seed"],
+                         val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
+                         augment=RECIPE["augment"], fake_sources=sources)
+    log(f"{variant}: training the plain-CNN baseline (epochs {cfg.epochs})")
+    started = time.monotonic()
+    train_baseline(cfg, log=lambda m: log(f"{variant}: {m}"))
+    log(f"{variant}: done in {time.monotonic() - started:.0f} s")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+def _eval_samples(root: Path) -> list:
+    unique = {}
+    for group in list_layout("folder", root, "test").values():
+        for s in (*group.reals, *group.fakes):
+            unique.setdefault(s.path, s)
+    return sorted(unique.values())
+
+
+def _summary(paths: list[str], labels: np.ndarray, scores: np.ndarray, threshold: float,
+             band: tuple[float, float]) -> dict[str, Any]:
+    real, fake = labels == 0, labels == 1
+    flagged = scores >= threshold
+    inconclusive = (scores >= band[0]) & (scores <= band[1]) & (band[0] < band[1])
+    per_group: dict[str, Any] = {}
+    families = sorted({Path(p).parent.name for p, y in zip(paths, labels, strict=True) if y == 1})
+    for fam in families:
+        fakes = np.array([Path(p).parent.name == fam and y == 1 for p, y in zip(paths, labels, strict=True)])
+        same = np.array([Path(p).parent.name == fam and y == 0 for p, y in zip(paths, labels, strict=True)])
+        reals = same if same.any() else real  # gan-thumbnails pairs reals and fakes per family
+        keep = fakes | reals
+        per_group[fam] = {"n_fake": int(fakes.sum()), "n_real": int(reals.sum()),
+                          "auc": roc_auc(labels[keep], scores[keep]),
+                          "tpr_at_threshold": float(flagged[fakes].mean())}
+    return {
+        "n_real": int(real.sum()), "n_fake": int(fake.sum()),
+        "auc": roc_auc(labels, scores),
+        "auc_ci95": list(bootstrap_ci(labels, scores, roc_auc, N_BOOT, seed=0)),
+        "threshold": threshold,
+        "tpr_at_threshold": float(flagged[fake].mean()),
+        "fpr_at_threshold": float(flagged[real].mean()),
+        "inconclusive_share": float(inconclusive.mean()),
+        "tpr_at_5pct_fpr_oracle": tpr_at_fpr(labels, scores, 0.05),
+        "per_generator": per_group,
+    }
+
+
+def evaluate(variant: str, detector: Detector, data: Path, work: Path) -> dict[str, Any]:
+    """Score every eval image under each condition (scores cached per variant) and summarise."""
+    threshold = detector.info.threshold
+    band = detector.info.inconclusive_band or (threshold, threshold)
+    results: dict[str, Any] = {}
+    for set_name in EVAL_SETS:
+        samples = _eval_samples(data / "eval" / set_name)
+        for cond, transform in CONDITIONS.items():
+            cache = work / "scores" / f"{variant}--{set_name}--{cond}.json"
+            if cache.is_file():
+                rows = json.loads(cache.read_text(encoding="utf-8"))
+            else:
+                started = time.monotonic()
+                scored = score_samples(lambda imgs: detector.predict(imgs, batch_size=32), samples, transform)
+                rows = {"paths": [str(s.path) for s in scored.samples], "labels": scored.labels.tolist(),
+                        "scores": scored.scores.tolist(), "errors": scored.errors,
+                        "seconds": time.monotonic() - started}
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(rows), encoding="utf-8")
+            labels, scores = np.array(rows["labels"]), np.array(rows["scores"])
+            summary = _summary(rows["paths"], labels, scores, threshold, band)
+            summary["skipped"] = rows["errors"]
+            results[f"{set_name}/{cond}"] = summary
+            log(f"{variant} {set_name} {cond}: AUC {summary['auc']:.3f} "
+                f"[{summary['auc_ci95'][0]:.3f}, {summary['auc_ci95'][1]:.3f}], TPR@thr "
+                f"{summary['tpr_at_threshold']:.3f}, FPR@thr {summary['fpr_at_threshold']:.3f}")
+    return results
+
+
+def load_variant(variant: str, work: Path) -> Detector:
+    if variant.startswith("cnn"):
+        return load_baseline(work / variant)
+    return Detector.load(work / variant / "model.safetensors", device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# {SHIP_NAME}: development evaluation (generators absent from training)",
+        "",
+        f"Shipped: `{report['shipped']['variant']}` (chosen by validation AUC on held-out *training* files).",
+        "Threshold of each run: its own, calibrated for 5% FPR on held-back training reals.",
+        "AUC interval: 95% percentile bootstrap (1000 resamples, classes resampled separately).",
+        "",
+        "| model | eval set | condition | n real/fake | ROC-AUC [95% CI] | TPR@thr | FPR@thr (reals) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, res in report["evaluation"].items():
+        for key, s in res.items():
+            set_name, cond = key.split("/")
+            lo, hi = s["auc_ci95"]
+            lines.append(f"| {variant} | {set_name} | {cond} | {s['n_real']}/{s['n_fake']} | "
+                         f"{s['auc']:.3f} [{lo:.3f}, {hi:.3f}] | {s['tpr_at_threshold']:.3f} | "
+                         f"{s['fpr_at_threshold']:.3f} |")
+    lines += ["", "| model | validation AUC (held-out training files) | threshold | band | train seconds |",
+              "|---|---|---|---|---|"]
+    for variant, info in report["runs"].items():
+        band = info["inconclusive_band"]
+        lines.append(f"| {variant} | {info['val_auc']:.4f} | {info['threshold']:.4f} | "
+                     f"[{band[0]:.4f}, {band[1]:.4f}] | {info['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_info(variant: str, work: Path) -> dict[str, Any]:
+    if variant.startswith("cnn"):
+        meta = json.loads((work / variant / "baseline.json").read_text(encoding="utf-8"))
+        best = max(h["val"]["auc"] for h in meta["history"])
+        return {"val_auc": best, "threshold": meta["threshold"],
+                "inconclusive_band": meta["inconclusive_band"], "seconds": meta["seconds"],
+                "history": meta["history"]}
+    meta = checkpoint.read_metadata(work / variant / "model.safetensors")
+    return {"val_auc": meta["metrics"]["validation"]["auc"], "threshold": meta["threshold"],
+            "inconclusive_band": meta["inconclusive_band"], "seconds": meta["training"]["seconds"],
+            "calibration": meta["metrics"].get("calibration")}
+
+
+def ship(variant: str, work: Path, evaluation: dict[str, Any], command: str) -> Path:
+    """Copy the chosen run into weights/ with its development-evaluation numbers in the metadata."""
+    state, meta = checkpoint.load_checkpoint(work / variant / "model.safetensors")
+    meta["name"] = SHIP_NAME
+    meta["training"]["recipe"] = command
+    meta["training"]["variant"] = variant
+    meta["metrics"]["development_eval"] = {k: {m: v for m, v in s.items() if m != "per_generator"}
+                                           for k, s in evaluation.items()}
+    meta["provenance"]["trained_by"] = "recipes/train_default.py (apncli.training.trainer)"
+    dest = REPO / "weights" / SHIP_FILE
+    checkpoint.save_checkpoint(dest, state, json.loads(json.dumps(meta, allow_nan=False)))
+    registry_path = REPO / "weights" / "registry.json"
+    registry = json.loads(registry_path.read_text(encoding="utf-8"))
+    registry[SHIP_NAME] = {
+        "kind": "detector", "file": SHIP_FILE, "default": True,
+        "description": "APN lite, 128-px crops, trained on 5 2022-era diffusion/VQGAN generators"
+                       + (" + TAEF2 reconstructions" if variant.endswith("+taef2") else "")
+                       + " (see weights/README.md)",
+        "license": "research use (training data: ImageNet research terms, public generator samples)",
+    }
+    registry_path.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    taef2 = os.environ.get(reconstruct.ENV_DIR, REPO.parent / "shared" / "models" / "taef2")
+    parser.add_argument("--taef2", type=Path, default=Path(taef2))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/apn-recipe"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="subset to train (comma list)")
+    parser.add_argument("--train-only", action="store_true", help="stop after training")
+    parser.add_argument("--no-ship", action="store_true", help="do not write weights/ or recipes/results/")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate the shipped checkpoint only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    command = "python recipes/train_default.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if not (args.data / "train").is_dir():
+        log(f"no training data at {args.data}/train: nothing to do")
+        return 0
+    if args.eval_only:
+        det = Detector.load(REPO / "weights" / SHIP_FILE, device="cpu")
+        ev = evaluate("shipped", det, args.data, args.work / "eval-only")
+        print(json.dumps(ev, indent=2))
+        return 0
+    variants = [v for v in args.variants.split(",") if v]
+    source = recon_source(args.work, args.taef2)
+    for v in variants:
+        if v.startswith("apn"):
+            train_apn(v, args.data, args.work, source, command)
+        else:
+            train_cnn(v, args.data, args.work, source)
+    if args.train_only:
+        return 0
+    report: dict[str, Any] = {"recipe": {k: (asdict(v) if isinstance(v, AugmentConfig) else v)
+                                         for k, v in RECIPE.items()},
+                              "command": command, "runs": {}, "evaluation": {}}
+    for v in variants:
+        report["runs"][v] = run_info(v, args.work)
+        report["evaluation"][v] = evaluate(v, load_variant(v, args.work), args.data, args.work)
+    apn_runs = [v for v in variants if v.startswith("apn")]
+    chosen = max(apn_runs, key=lambda v: report["runs"][v]["val_auc"])
+    report["shipped"] = {"variant": chosen}
+    if not args.no_ship:
+        dest = ship(chosen, args.work, report["evaluation"][chosen], command)
+        report["shipped"].update({"file": f"weights/{dest.name}", "sha256": checkpoint.file_sha256(dest),
+                                  "bytes": dest.stat().st_size})
+        results = REPO / "recipes" / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"{SHIP_NAME}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (results / f"{SHIP_NAME}.md").write_text(markdown(report), encoding="utf-8")
+        log(f"shipped {chosen} as {dest} (sha256 {report['shipped']['sha256']})")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
