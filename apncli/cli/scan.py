@@ -23,7 +23,7 @@ from rich.progress import (
 from apncli import __version__
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
-from apncli.engine import Detector, ScanOptions, ScanRecord, scan
+from apncli.engine import AI_GENERATED, Detector, ScanOptions, ScanRecord, scan
 from apncli.errors import UsageError
 
 SCAN_HELP = f"""Score images: probability that each was made by an AI generator, and a verdict.
@@ -56,6 +56,8 @@ def scan_command(
                                     help="Report metadata the file declares (C2PA, IPTC, EXIF, PNG text)."),
     trust_anchors: Path | None = typer.Option(
         None, "--c2pa-trust-anchors", help="PEM bundle of root certificates whose C2PA signers are trusted."),
+    explain_dir: Path | None = typer.Option(
+        None, "--explain-dir", help="Write an explanation figure (PNG) for every flagged image here."),
     decode_timeout: float = typer.Option(
         60.0, "--decode-timeout", min=0.1, help="Seconds before a stuck decode becomes an error record."),
 ) -> int:
@@ -70,7 +72,8 @@ def scan_command(
     if manifest is not None:
         _write_new(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force, inputs=paths)
     with _open_sink(out, fmt, resume) as stream:
-        counts = _run(detector, paths, options, _make_writer(fmt, stream, run_manifest, resume, provenance))
+        writer = _make_writer(fmt, stream, run_manifest, resume, provenance)
+        counts = _run(detector, paths, options, writer, _figure_maker(detector, explain_dir, paths))
     return _exit_code(counts, resumed=bool(done))
 
 
@@ -165,8 +168,8 @@ def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], resume: bo
     return output.TableWriter(console, show_provenance=provenance)
 
 
-def _run(detector: Detector, paths: list[Path], options: ScanOptions,
-         writer: output.RecordWriter) -> dict[str, int]:
+def _run(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
+         explain: Callable[[ScanRecord], None] | None) -> dict[str, int]:
     """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C."""
     counts = {"flagged": 0, "errors": 0, "scored": 0}
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
@@ -177,6 +180,8 @@ def _run(detector: Detector, paths: list[Path], options: ScanOptions,
         with progress:
             task = progress.add_task("scan", total=None, flagged=0)
             for record in scan(detector, paths, options):
+                if explain is not None and record.verdict == AI_GENERATED:
+                    explain(record)
                 writer.write(record.to_dict())
                 _count(counts, record)
                 progress.update(task, advance=1, flagged=counts["flagged"])
@@ -191,7 +196,7 @@ def _count(counts: dict[str, int], record: ScanRecord) -> None:
         common.error(f"{record.path}: {record.error}")
         return
     counts["scored"] += 1
-    if record.verdict == "ai-generated":
+    if record.verdict == AI_GENERATED:
         counts["flagged"] += 1
 
 
@@ -203,6 +208,32 @@ def _exit_code(counts: dict[str, int], resumed: bool) -> int:
     if counts["errors"]:
         return ExitCode.PARTIAL
     return ExitCode.OK
+
+
+def _figure_maker(detector: Detector, explain_dir: Path | None,
+                  inputs: list[Path]) -> Callable[[ScanRecord], None] | None:
+    """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide."""
+    if explain_dir is None:
+        return None
+    from apncli.data.images import decode_image
+    from apncli.explain import explain_image, figure_name_for, render_figure
+
+    if explain_dir.exists() and not explain_dir.is_dir():
+        raise UsageError(f"--explain-dir {explain_dir} is not a folder")
+    _refuse_input_overwrite(explain_dir, inputs)
+    explain_dir.mkdir(parents=True, exist_ok=True)
+
+    def explain(record: ScanRecord) -> None:
+        path = record.source if record.source is not None else Path(record.path)
+        try:
+            pixels = decode_image(path).pixels
+            figure = explain_dir / figure_name_for(path)
+            render_figure(explain_image(detector, pixels, source=record.path), figure)
+            record.extra["figure"] = str(figure)
+        except Exception as exc:  # a figure is a bonus: its failure must not cost the record
+            record.extra["figure_error"] = common.one_line(f"{type(exc).__name__}: {exc}")
+
+    return explain
 
 
 def build_manifest(detector: Detector, options: ScanOptions, provenance: bool) -> dict[str, Any]:

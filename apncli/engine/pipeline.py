@@ -39,6 +39,7 @@ class ScanRecord:
     crops: int = 0
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = field(default=None, repr=False)  # the file itself (``path`` is for display)
 
     def to_dict(self) -> dict[str, Any]:
         record = {
@@ -168,7 +169,7 @@ def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options:
     threshold = detector.info.threshold if options.threshold is None else options.threshold
     record = ScanRecord(path=display_path(item.candidate.path), threshold=threshold,
                         model=detector.info.to_dict(), width=item.width, height=item.height,
-                        crops=len(item.crops), error=item.error)
+                        crops=len(item.crops), error=item.error, source=item.candidate.path)
     if item.error is None and len(scores):
         record.p_ai = float(scores.mean())
         record.verdict = detector.verdict(record.p_ai, options.threshold)

@@ -165,3 +165,20 @@ def test_provenance_is_reported_beside_the_score(run_apn, tiny_weights: Path, tm
     bad_anchor = tmp_path / "anchors.pem"
     bad_anchor.write_text("not a certificate")
     assert run_apn("scan", plain, "--weights", tiny_weights, "--c2pa-trust-anchors", bad_anchor).code == 2
+
+
+def test_explain_dir_writes_a_figure_per_flagged_image(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = [write_image(tmp_path / f"x{i}.png", seed=i) for i in range(2)]
+    figures = tmp_path / "figures"
+    result = run_apn("scan", *images, "--jsonl", "--weights", tiny_weights, "--threshold", "0",
+                     "--explain-dir", figures, "--no-provenance")
+    records = _records(result.stdout)
+    assert result.code == 1 and all(r["verdict"] == "ai-generated" for r in records)
+    written = sorted(figures.iterdir())
+    assert len(written) == 2 and sorted(r["figure"] for r in records) == [str(p) for p in written]
+    assert all(Image.open(p).format == "PNG" for p in written)
+    none_flagged = run_apn("scan", images[0], "--jsonl", "--weights", tiny_weights, "--threshold", "1",
+                           "--explain-dir", tmp_path / "none")
+    assert "figure" not in _records(none_flagged.stdout)[0]
