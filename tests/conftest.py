@@ -43,3 +43,26 @@ def tiny_rgb_jpeg(tmp_path: Path, tiny_rgb: np.ndarray) -> Path:
     path = tmp_path / "tiny.jpg"
     Image.fromarray(tiny_rgb).save(path, quality=95)
     return path
+
+
+class CliResult:
+    """Exit code and captured streams of one in-process ``apn`` run."""
+
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+@pytest.fixture()
+def run_apn(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run the real entry point (error boundary and exit code included) in-process, as a shell sees it."""
+    from apncli.cli.app import app
+    from apncli.cli.common import run_guarded
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr("sys.argv", ["apn", *map(str, args)])
+        code = run_guarded(app)
+        captured = capsys.readouterr()
+        return CliResult(int(code), captured.out, captured.err)
+
+    return run

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import write_image
+from apn_testing import write_image
 
 
 def _wait_for_records(out: Path, proc: subprocess.Popen, minimum: int, timeout: float = 120) -> None:

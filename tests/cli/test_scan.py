@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli_helpers import save_tiny_checkpoint, write_image
+from apn_testing import save_tiny_checkpoint, write_image
 
 RECORD_KEYS = {"path", "p_ai", "verdict", "threshold", "model", "width", "height", "error"}
 

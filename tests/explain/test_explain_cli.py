@@ -21,7 +21,7 @@ def test_json_on_stdout_view_on_stderr(run_apn, weights: Path, image: Path) -> N
     result = run_apn("explain", image, "--json", "--weights", weights)
     record = json.loads(result.stdout)
     assert record["schema"] == "apn.explain/1" and record["path"] == str(image)
-    assert record["model"]["name"] == "tiny-explain" and len(record["model"]["sha256"]) == 64
+    assert record["model"]["name"] == "tiny-test" and len(record["model"]["sha256"]) == 64
     assert record["figure"] is None
     assert len(record["occlusion"]["deltas"]) == len(record["bands"]) == 3
     assert "amplitude bands" in result.stderr and record["verdict"].upper() in result.stderr
