@@ -182,3 +182,24 @@ def test_explain_dir_writes_a_figure_per_flagged_image(run_apn, tiny_weights: Pa
     none_flagged = run_apn("scan", images[0], "--jsonl", "--weights", tiny_weights, "--threshold", "1",
                            "--explain-dir", tmp_path / "none")
     assert "figure" not in _records(none_flagged.stdout)[0]
+
+
+def test_lying_checkpoints_are_refused_in_one_line(run_apn, tmp_path: Path) -> None:
+    """Metadata that lies about the network, or a pickle, never loads and never prints a traceback."""
+    from apn_testing import checkpoint_metadata, tiny_model
+
+    from apncli.engine import checkpoint
+    from apncli.model import get_config
+
+    image = write_image(tmp_path / "x.png")
+    model = tiny_model()
+    lying = checkpoint_metadata(model)
+    lying["config"] = get_config("lite").to_dict()  # says "lite", holds tiny tensors
+    lying["preprocessing"] = checkpoint.default_preprocessing(get_config("lite"))
+    checkpoint.save_checkpoint(tmp_path / "lies.safetensors", model.state_dict(), lying)
+    pickle = tmp_path / "model.pt"
+    pickle.write_bytes(b"\x80\x04\x95")
+    for weights in (tmp_path / "lies.safetensors", pickle):
+        result = run_apn("scan", image, "--jsonl", "--weights", weights)
+        assert result.code == 2 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
