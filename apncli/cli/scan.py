@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import json
 import sys
@@ -121,8 +122,6 @@ def _already_done(out: Path | None, fmt: str) -> set[str]:
     done: set[str] = set()
     with out.open(encoding="utf-8", errors="surrogateescape") as handle:
         if fmt == "csv":
-            import csv
-
             done.update(row["path"] for row in csv.DictReader(handle) if row.get("path"))
             return done
         for line in handle:
