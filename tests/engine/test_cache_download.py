@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -303,3 +305,20 @@ def test_shipped_registry_entries_resolve_offline_to_a_clear_error(isolated_env,
     monkeypatch.setenv("APN_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match=r"resnet18-f37072fd\.pth"):
         resolve_weights("resnet18")
+
+
+def test_two_processes_downloading_the_same_file_share_one_transfer(http_server, payload, tmp_path):
+    """Separate processes (as two `apn` runs would be): the file lock makes one wait for the other."""
+    url = http_server.add("/p.bin", payload, mode="slow")
+    dest = tmp_path / "p.bin"
+    script = ("import sys; from apncli.engine.download import download; "
+              "download(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), progress=False, "
+              "retries=1, timeout=10, backoff=0.01)")
+    args = [sys.executable, "-c", script, url, str(dest), sha(payload), str(len(payload))]
+    procs = [subprocess.Popen(args, stderr=subprocess.PIPE) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    assert dest.read_bytes() == payload
+    assert http_server.count("/p.bin") == 1
+    assert leftovers(tmp_path) == ["p.bin"]
