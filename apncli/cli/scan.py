@@ -47,7 +47,11 @@ def scan_command(
         None, "--threshold", min=0.0, max=1.0, help="Override the calibrated threshold (no 'inconclusive')."),
     weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP),
     device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, max=4096, help="Crops per forward pass."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, max=4096, help="Crops per forward pass [default: 4 on CPU, 16 on GPU]."),
+    tiles: int | None = typer.Option(
+        None, "--tiles", min=1, max=64,
+        help="Crops scored per large image [default: the checkpoint's]; more is thorougher and slower."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
@@ -64,7 +68,7 @@ def scan_command(
 ) -> int:
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
     _check_out(out, paths, force=force, resume=resume, fmt=fmt)
-    detector = Detector.load(weights, device=common.parse_device(device))
+    detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
     done = _already_done(out, fmt) if resume else set()
     options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers, threshold=threshold,
                           decode_timeout_s=decode_timeout, skip=done.__contains__ if done else None,

@@ -1,13 +1,17 @@
 """The scan hot path: discover → decode in worker threads → batch crops → score → records, in input order.
 
-Decoding (Pillow/OpenCV release the GIL) overlaps with inference, the queue of images in flight is
-bounded so memory stays flat on folders of any size, and each worker hands back only the crops, never the
-full decoded image. A file that cannot be read becomes a record with an ``error``; it never stops the run.
+Decoding (Pillow/OpenCV release the GIL) overlaps with inference, and on CPU several single-threaded
+forward passes run at once, one per core; every queue between the stages is bounded so memory stays flat
+on folders of any size, and each worker hands back copies of its crops, never the full decoded image. A
+file that cannot be read becomes a record with an ``error``; it never stops the run. The choices here are
+measured with ``bench/`` (see docs/performance.md).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from apncli.data.discover import Candidate, discover, display_path
 from apncli.data.images import decode_image
@@ -74,39 +79,124 @@ class ScanOptions:
     """Knobs of one scan; the defaults fit a laptop."""
 
     recursive: bool = False
-    batch_size: int = 16
-    workers: int = 2
+    batch_size: int | None = None  # crops per forward pass; None: what is fastest on the device
+    workers: int = 2  # decoding threads
     threshold: float | None = None
     decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
     skip: Callable[[str], bool] | None = None  # e.g. files already in a resumed output
     annotate: Callable[[Path], dict[str, Any]] | None = None  # extra per-file fields (provenance)
+    inference_threads: int | None = None  # forward passes run at once; None: one per usable core on CPU
+
+
+#: Crops per forward pass when the caller does not say. On CPU small batches are fastest: the 2·K band
+#: images of a few crops stay in cache (``lite``: 4 crops per pass take 20–25 % less CPU per crop than 16,
+#: and ~140 MB of activations instead of ~410 MB); accelerators want larger batches.
+CPU_BATCH = 4
+ACCELERATOR_BATCH = 16
 
 
 def scan(detector: Detector, paths: Iterable[str | Path], options: ScanOptions) -> Iterator[ScanRecord]:
-    """Yield one record per candidate file, in discovery order, while decoding ahead in threads."""
+    """Yield one record per candidate file, in discovery order, decoding ahead and scoring in parallel."""
     candidates = (c for c in discover([Path(p) for p in paths], recursive=options.recursive)
                   if options.skip is None or not options.skip(display_path(c.path)))
-    prefetch = max(2, options.workers) * 2 + options.batch_size
-    pool = futures.ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="apn-decode")
-    pending: deque[tuple[Candidate, futures.Future[_Decoded]]] = deque()
-    ready: list[_Decoded] = []
+    with _single_threaded_ops(detector.device):
+        yield from _Scan(detector, options).run(candidates)
+
+
+class _Scan:
+    """One running scan: decode threads → bounded queue → concurrent scoring → records in input order.
+
+    Bounded at every stage, so memory does not grow with the folder: at most ``prefetch`` files are
+    being decoded, fewer than ``batch`` decoded images wait for a group, and at most ``streams + 1``
+    groups are being scored (``streams`` running, one queued so no scoring thread idles).
+    """
+
+    def __init__(self, detector: Detector, options: ScanOptions) -> None:
+        self.detector, self.options = detector, options
+        workers = max(1, options.workers)
+        self.streams = inference_threads(detector, options)
+        self.batch = options.batch_size or (CPU_BATCH if detector.device.type == "cpu" else ACCELERATOR_BATCH)
+        self.prefetch = 2 * workers + self.batch
+        self.decode_pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apn-decode")
+        self.score_pool = futures.ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="apn-score")
+        self.decoding: deque[tuple[Candidate, futures.Future[_Decoded]]] = deque()
+        self.ready: list[_Decoded] = []
+        self.scoring: deque[tuple[list[_Decoded], futures.Future[np.ndarray]]] = deque()
+
+    def run(self, candidates: Iterable[Candidate]) -> Iterator[ScanRecord]:
+        try:
+            for candidate in candidates:
+                future = self.decode_pool.submit(_decode_for, self.detector, candidate, self.options.annotate)
+                self.decoding.append((candidate, future))
+                # Take finished decodes at once, so scoring starts as soon as a batch is there.
+                while len(self.decoding) >= self.prefetch or (self.decoding and self.decoding[0][1].done()):
+                    self._take_decoded()
+                    yield from self._emit(self.streams)
+            while self.decoding:
+                self._take_decoded()
+            self._submit_group()
+            yield from self._emit(0)
+        finally:
+            # On Ctrl-C or an early stop, drop queued work instead of finishing it.
+            self.decode_pool.shutdown(wait=False, cancel_futures=True)
+            self.score_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _take_decoded(self) -> None:
+        self.ready.append(_result(*self.decoding.popleft(), self.options.decode_timeout_s))
+        # Counting files too flushes a long run of unreadable files, which have no crops.
+        if _crop_count(self.ready) >= self.batch or len(self.ready) >= self.batch:
+            self._submit_group()
+
+    def _submit_group(self) -> None:
+        if self.ready:
+            future = self.score_pool.submit(_score_crops, self.detector, self.ready, self.batch)
+            self.scoring.append((self.ready, future))
+            self.ready = []
+
+    def _emit(self, keep: int) -> Iterator[ScanRecord]:
+        """Records of the oldest groups, waiting for their scores, until ``keep`` groups are left."""
+        while len(self.scoring) > keep:
+            decoded, scored = self.scoring.popleft()
+            scores = scored.result()
+            start = 0
+            for item in decoded:
+                yield _record_for(self.detector, item, scores[start:start + len(item.crops)], self.options)
+                start += len(item.crops)
+
+
+def inference_threads(detector: Detector, options: ScanOptions) -> int:
+    """Concurrent forward passes: one per usable core on CPU, one on an accelerator (it queues anyway)."""
+    if options.inference_threads is not None:
+        return max(1, options.inference_threads)
+    if detector.device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_INFERENCE_THREADS))
+
+
+#: Each CPU inference thread holds one batch of activations (at 4 crops: ~150 MB for ``lite``, ~500 MB for
+#: ``paper``), so many-core machines get at most this many concurrent passes.
+MAX_INFERENCE_THREADS = 8
+
+
+@contextlib.contextmanager
+def _single_threaded_ops(device: torch.device) -> Iterator[None]:
+    """On CPU, run each forward pass on one core and get parallelism from concurrent passes instead.
+
+    torch's intra-op OpenMP threads busy-wait at every operator barrier; next to the decode threads (or
+    any other busy process) a preempted thread stalls the whole pass: two intra-op threads measured 2–3×
+    slower than one on a loaded 2-core machine. Independent single-threaded passes never wait on
+    each other. The previous setting is restored when the scan ends.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        for candidate in candidates:
-            pending.append((candidate, pool.submit(_decode_for, detector, candidate, options.annotate)))
-            while len(pending) >= prefetch:
-                ready.append(_result(*pending.popleft(), options.decode_timeout_s))
-                if _crop_count(ready) >= options.batch_size:
-                    yield from _score(detector, ready, options)
-                    ready = []
-        while pending:
-            ready.append(_result(*pending.popleft(), options.decode_timeout_s))
-            if _crop_count(ready) >= options.batch_size:
-                yield from _score(detector, ready, options)
-                ready = []
-        yield from _score(detector, ready, options)
+        yield
     finally:
-        # On Ctrl-C or an early stop, drop queued decodes instead of finishing them.
-        pool.shutdown(wait=False, cancel_futures=True)
+        torch.set_num_threads(previous)
 
 
 def _decode_for(detector: Detector, candidate: Candidate,
@@ -128,11 +218,22 @@ def _safe_annotate(annotate: Callable[[Path], dict[str, Any]], path: Path) -> di
         return {"provenance": {"summary": "none", "error": _one_line(f"{type(exc).__name__}: {exc}")}}
 
 
+def decode_crops(detector: Detector, path: Path) -> tuple[list[np.ndarray], int, int]:
+    """Decode one file and cut the detector's crops: (crops, width, height); raises ``ImageError``.
+
+    The crops are copies, not views: a view would keep the whole decoded image (36 MB for 12 MP) alive
+    in the queue until its batch is scored. This is all a scan does per file before inference, so the
+    decode-floor benchmark calls exactly this function.
+    """
+    image = decode_image(path)
+    crops = [np.array(crop) for crop in detector.crops_of(image.pixels)]
+    return crops, image.width, image.height
+
+
 def _decode_pixels(detector: Detector, candidate: Candidate) -> _Decoded:
     try:
-        image = decode_image(candidate.path)
-        return _Decoded(candidate, crops=detector.crops_of(image.pixels), width=image.width,
-                        height=image.height)
+        crops, width, height = decode_crops(detector, candidate.path)
+        return _Decoded(candidate, crops=crops, width=width, height=height)
     except ImageError as exc:
         return _Decoded(candidate, error=_one_line(exc))
     except MemoryError:
@@ -154,15 +255,12 @@ def _crop_count(decoded: list[_Decoded]) -> int:
     return sum(len(item.crops) for item in decoded)
 
 
-def _score(detector: Detector, decoded: list[_Decoded], options: ScanOptions) -> Iterator[ScanRecord]:
-    """Score all crops of a group of images in one batch, then emit their records in order."""
+def _score_crops(detector: Detector, decoded: list[_Decoded], batch: int) -> np.ndarray:
+    """Scoring thread: all crops of a group of images, ``batch`` crops per forward pass."""
     flat = [crop for item in decoded for crop in item.crops]
-    scores = detector.predict_crops(flat) if flat else np.zeros(0)
-    start = 0
-    for item in decoded:
-        record = _record_for(detector, item, scores[start:start + len(item.crops)], options)
-        start += len(item.crops)
-        yield record
+    if not flat:
+        return np.zeros(0)
+    return np.concatenate([detector.predict_crops(flat[i:i + batch]) for i in range(0, len(flat), batch)])
 
 
 def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options: ScanOptions) -> ScanRecord:

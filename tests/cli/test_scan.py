@@ -203,3 +203,12 @@ def test_lying_checkpoints_are_refused_in_one_line(run_apn, tmp_path: Path) -> N
         result = run_apn("scan", image, "--jsonl", "--weights", weights)
         assert result.code == 2 and result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_tiles_option_sets_crops_per_large_image(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "big.png", size=(200, 150))
+    default = _records(run_apn("scan", image, "--jsonl", "--weights", tiny_weights).stdout)[0]
+    one = _records(run_apn("scan", image, "--jsonl", "--weights", tiny_weights, "--tiles", "1").stdout)[0]
+    assert default["crops"] == 4 and one["crops"] == 1
+    manifest = json.loads(run_apn("scan", image, "--json", "--weights", tiny_weights, "--tiles", "2").stdout)
+    assert manifest["manifest"]["model"]["max_tiles"] == 2 and manifest["records"][0]["crops"] == 2

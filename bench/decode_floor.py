@@ -1,0 +1,61 @@
+"""The decode floor: what `apn scan` does to each file minus inference — the throughput ceiling of a scan.
+
+Discovers the files as `apn scan` does, then decodes and crops each one with the scan's own per-file
+function (``apncli.engine.pipeline.decode_crops``) in a bounded pool of ``--workers`` threads, and prints
+one JSON line per file as it finishes, in input order (so a parent measures it exactly like a scan's
+JSONL stream). No model is run; the checkpoint is read only for its crop size and tile budget.
+
+    python bench/decode_floor.py FOLDER --weights W.safetensors [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import sys
+from collections import deque
+from pathlib import Path
+
+import common
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=common.RawHelp)
+    parser.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
+    parser.add_argument("--weights", required=True, help="Checkpoint whose crop plan to use.")
+    parser.add_argument("--workers", type=int, default=2, help="Decoding threads (as `apn scan --workers`).")
+    args = parser.parse_args(argv)
+
+    from apncli.data.discover import discover
+    from apncli.engine import Detector
+    from apncli.engine.pipeline import decode_crops
+    from apncli.errors import ImageError
+
+    detector = Detector.load(args.weights, device="cpu")
+
+    def work(path: Path) -> dict[str, object]:
+        try:
+            crops, width, height = decode_crops(detector, path)
+        except ImageError as exc:
+            return {"path": str(path), "error": str(exc)}
+        return {"path": str(path), "crops": len(crops), "width": width, "height": height}
+
+    in_flight: deque[futures.Future[dict[str, object]]] = deque()
+    with futures.ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        for candidate in discover(args.paths, recursive=False):
+            in_flight.append(pool.submit(work, candidate.path))
+            if len(in_flight) >= 4 * args.workers:  # bounded, like the scan's prefetch queue
+                _emit(in_flight.popleft())
+        while in_flight:
+            _emit(in_flight.popleft())
+    return 0
+
+
+def _emit(future: futures.Future[dict[str, object]]) -> None:
+    sys.stdout.write(json.dumps(future.result()) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""`apn scan` throughput and peak memory on CPU, against the decode floor, on the same files in one run.
+
+For each repeat, three separate processes run over the same mixed JPEG/PNG folder (0.3–12 MP): the
+decode floor (``decode_floor.py``: decode + crop only, same threads), `apn scan` with the default model
+and default options, and — on the first files only — `apn scan` with the ``paper`` configuration.
+Throughput is the steady rate of the output stream (records after the first batch, per second), so
+start-up and model loading do not count; end-to-end wall time is reported too, and CPU time per image
+net of a start-up run on one small file (the load-independent cost). Peak memory is the child's own
+maximum RSS. The scan/floor ratio is taken per repeat (the two runs are back to back) and
+its median reported, which cancels much of the noise of a shared machine.
+
+    python bench/scan_throughput.py [--quick] [--weights W.safetensors] [--data FOLDER] [--out r.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import common
+
+SCORED_EXIT_CODES = (0, 1)  # 1 = something was flagged, which random weights may well do
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _parse(argv)
+    load_before = os.getloadavg()[0]
+    info = common.machine_info()
+    folder, origin = (args.data, f"your folder {args.data}") if args.data else common.mixed_folder(args.files)
+    stats = common.folder_stats(folder)
+    files = common.image_files(folder)
+    commands, weights_note = _commands(args)
+    one_small = sorted(common.small_folder(1).glob("f*"))
+    startup = {kind: _measure(make(one_small), 1, f"{kind} start-up") for kind, make in commands.items()
+               if kind != "paper" or args.paper_files}
+    floors, scans = [], []
+    for _ in range(args.repeats):  # back-to-back pairs: each ratio compares runs under similar load
+        floors.append(_measure(commands["floor"]([folder]), len(files), "decode floor"))
+        scans.append(_measure(commands["lite"]([folder]), len(files), "apn scan (lite)"))
+    paper = None
+    if args.paper_files:
+        paper = _measure(commands["paper"](files[: args.paper_files]), args.paper_files, "apn scan (paper)")
+    results = _summarise(info, stats, origin, weights_note, floors, scans, paper, startup, args)
+    results["load_note"] = common.load_note(load_before)
+    _print(results)
+    common.write_results(args.out, results)
+    return results
+
+
+def _commands(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """Command builders (paths → argv) for the floor and the two scans, and what the model is."""
+    weights, note = common.checkpoint_for(args.weights, "lite")
+    paper_weights = common.checkpoint_for(None, "paper")[0] if args.paper_files else None
+    options = ["--jsonl", "--device", "cpu", "--workers", str(args.workers)]
+    options += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    floor_script = Path(__file__).with_name("decode_floor.py")
+    return {
+        "floor": lambda paths: common.python_command(floor_script, *paths, "--weights", weights,
+                                                     "--workers", args.workers),
+        "lite": lambda paths: common.apn_command("scan", *paths, "--weights", weights, *options),
+        "paper": lambda paths: common.apn_command("scan", *paths, "--weights", paper_weights, *options),
+    }, note
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=common.RawHelp)
+    parser.add_argument("--weights", help="Checkpoint to scan with (default: random-weights `lite`).")
+    parser.add_argument("--data", type=Path, help="Scan the JPEG/PNG files of this folder instead.")
+    parser.add_argument("--files", type=int, help="Generated files (a multiple of 8 keeps the size mix; 48).")
+    parser.add_argument("--repeats", type=int, help="Floor+scan pairs to run (default 3; --quick 1).")
+    parser.add_argument("--paper-files", type=int, help="Files scanned with `paper` (8; --quick 2; 0 skips).")
+    parser.add_argument("--workers", type=int, default=2, help="Decode threads (default 2).")
+    parser.add_argument("--batch-size", type=int, help="Pass --batch-size to apn scan (default: its own).")
+    common.add_common_args(parser)
+    args = parser.parse_args(argv)
+    args.files = args.files or (16 if args.quick else 48)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    if args.paper_files is None:
+        args.paper_files = 2 if args.quick else 8
+    return args
+
+
+def _measure(command: list[str], expected: int, what: str) -> common.Run:
+    print(f"running {what} ...", file=sys.stderr, flush=True)
+    run = common.run_measured(command)
+    records = [line for _, line in run.lines if line.strip()]
+    if run.returncode not in SCORED_EXIT_CODES or len(records) != expected:
+        common.fail(run, f"{what} ({len(records)} of {expected} records)")
+    errors = [record for record in map(json.loads, records) if record.get("error")]
+    if errors:  # a failed decode is cheap and would inflate the rate
+        first = errors[0]
+        raise SystemExit(f"{what}: {len(errors)} files failed, e.g. {first['path']}: {first['error']}")
+    return run
+
+
+def _summarise(info: dict[str, Any], stats: dict[str, Any], origin: str, weights_note: str,
+               floors: list[common.Run], scans: list[common.Run], paper: common.Run | None,
+               startup: dict[str, common.Run], args: argparse.Namespace) -> dict[str, Any]:
+    floor_rates = [r.steady_rate() for r in floors]
+    scan_rates = [r.steady_rate() for r in scans]
+    ratios = [s / f for s, f in zip(scan_rates, floor_rates, strict=True)]
+    files = stats["files"]
+    results: dict[str, Any] = {
+        "machine": info, "images": {**stats, "content": origin}, "model": weights_note,
+        "workers": args.workers, "batch_size": args.batch_size or "apn scan default", "repeats": args.repeats,
+        "floor": _row(floors, files, startup["floor"]), "scan_lite": _row(scans, files, startup["lite"]),
+        "scan_over_floor": {"median": common.median(ratios), "each": [round(r, 3) for r in ratios]},
+        "floor_rates": floor_rates, "scan_rates": scan_rates,
+    }
+    if paper is not None:
+        paper_row = _row([paper], args.paper_files, startup["paper"])
+        results["scan_paper"] = {**paper_row, "files": args.paper_files}
+        paper_rate, lite_rate = results["scan_paper"]["images_per_s"], results["scan_lite"]["images_per_s"]
+        results["paper_over_lite"] = paper_rate / lite_rate
+    return results
+
+
+def _row(runs: list[common.Run], files: int, startup: common.Run) -> dict[str, float]:
+    """Median figures of repeated runs; CPU per image leaves out the start-up (imports, model load)."""
+    rates = [r.steady_rate() for r in runs]
+    if all(rate != rate for rate in rates):  # one output burst (few files): fall back to net wall time
+        rates = [files / max(1e-9, r.wall_s - startup.wall_s) for r in runs]
+    return {
+        "images_per_s": common.median(rates),
+        "images_per_s_end_to_end": common.median([files / r.wall_s for r in runs]),
+        "cpu_ms_per_image": common.median([1000 * (r.cpu_s - startup.cpu_s) / files for r in runs]),
+        "startup_s": startup.wall_s,
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+    }
+
+
+def _print(results: dict[str, Any]) -> None:
+    m, img = results["machine"], results["images"]
+    rows = [("decode floor (decode + crop only)", results["floor"]),
+            ("apn scan, default model (lite)", results["scan_lite"])]
+    if "scan_paper" in results:
+        paper = results["scan_paper"]
+        rows.append((f"apn scan, paper config (first {paper['files']} files)", paper))
+    print(common.table(
+        f"Scan throughput on CPU — {m['cpu']}, {m['cores']} cores, {m['date']}",
+        ["what", "images/s (steady)", "images/s (end to end)", "CPU ms / image", "start-up s", "peak RSS MB"],
+        [(name, r["images_per_s"], r["images_per_s_end_to_end"], r["cpu_ms_per_image"], r["startup_s"],
+          r["peak_rss_mb"]) for name, r in rows]))
+    ratio = results["scan_over_floor"]
+    print(f"scan / decode floor: {ratio['median']:.2f} (median of {ratio['each']}; target ≥ 0.5)")
+    if "paper_over_lite" in results:
+        print(f"paper / lite throughput: {results['paper_over_lite']:.3f}")
+    print(f"images: {img['files']} files ({img['jpeg']} JPEG, {img['png']} PNG), {img['megapixels']} MP, "
+          f"{img['megabytes']} MB, {img['content']}")
+    print(f"model: {results['model']}; workers {results['workers']}, batch {results['batch_size']}; "
+          f"torch {m['torch']}, python {m['python']}")
+    print(results.get("load_note", ""))
+
+
+if __name__ == "__main__":
+    main()
