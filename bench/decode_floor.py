@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
     parser.add_argument("--weights", required=True, help="Checkpoint whose crop plan to use.")
     parser.add_argument("--workers", type=int, default=2, help="Decoding threads (as `apn scan --workers`).")
+    parser.add_argument("--tiles", type=int, help="Crops per large image (as `apn scan --tiles`).")
     args = parser.parse_args(argv)
 
     from apncli.data.discover import discover
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from apncli.engine.pipeline import decode_crops
     from apncli.errors import ImageError
 
-    detector = Detector.load(args.weights, device="cpu")
+    detector = Detector.load(args.weights, device="cpu", tiles=args.tiles)
 
     def work(path: Path) -> dict[str, object]:
         try:

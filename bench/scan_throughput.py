@@ -57,11 +57,12 @@ def _commands(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     paper_weights = common.checkpoint_for(None, "paper")[0] if args.paper_files else None
     options = ["--jsonl", "--device", "cpu", "--workers", str(args.workers)]
     options += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    tiles = ["--tiles", str(args.tiles)] if args.tiles else []
     floor_script = Path(__file__).with_name("decode_floor.py")
     return {
         "floor": lambda paths: common.python_command(floor_script, *paths, "--weights", weights,
-                                                     "--workers", args.workers),
-        "lite": lambda paths: common.apn_command("scan", *paths, "--weights", weights, *options),
+                                                     "--workers", args.workers, *tiles),
+        "lite": lambda paths: common.apn_command("scan", *paths, "--weights", weights, *options, *tiles),
         "paper": lambda paths: common.apn_command("scan", *paths, "--weights", paper_weights, *options),
     }, note
 
@@ -75,6 +76,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paper-files", type=int, help="Files scanned with `paper` (8; --quick 2; 0 skips).")
     parser.add_argument("--workers", type=int, default=2, help="Decode threads (default 2).")
     parser.add_argument("--batch-size", type=int, help="Pass --batch-size to apn scan (default: its own).")
+    parser.add_argument("--tiles", type=int, help="Pass --tiles to scan and floor (default: the model's).")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     args.files = args.files or (16 if args.quick else 48)
@@ -107,6 +109,7 @@ def _summarise(info: dict[str, Any], stats: dict[str, Any], origin: str, weights
     results: dict[str, Any] = {
         "machine": info, "images": {**stats, "content": origin}, "model": weights_note,
         "workers": args.workers, "batch_size": args.batch_size or "apn scan default", "repeats": args.repeats,
+        "tiles": args.tiles or "model default",
         "floor": _row(floors, files, startup["floor"]), "scan_lite": _row(scans, files, startup["lite"]),
         "scan_over_floor": {"median": common.median(ratios), "each": [round(r, 3) for r in ratios]},
         "floor_rates": floor_rates, "scan_rates": scan_rates,
