@@ -126,7 +126,7 @@ class APN(nn.Module):
             amp, phase = polar(freq)
             prop_a, prop_p = self.amplitude_proposer(amp), self.phase_proposer(phase)
             masks = self._masks(prop_a, for_split=True), self._masks(prop_p, for_split=True)
-            art, irr = split_bands(freq, *masks, x.shape[-2:], irrelevant=irrelevant)
+            art, irr = split_bands(freq, *masks, x.shape[-2:], irrelevant, (amp, phase))
         g = self._run_head(self.generative_head, art).view(batch, k, -1)
         attended = self.attention(g, g, g, need_weights=False)[0]
         weights = self.attention_mlp(attended).squeeze(-1)
@@ -163,22 +163,22 @@ class APN(nn.Module):
         return {"amplitude": self._masks(output.amplitude), "phase": self._masks(output.phase)}
 
     def _masks(self, prop: BandProposal, for_split: bool = False) -> Tensor:
-        """(B, 3, K, H, W') float masks of a proposal, or (B, K, 3, H, W') in the split's cheap form."""
+        """(B, 3, K, H, W') float masks of a proposal, or (B, K, 3, H, W') in the split's cheap form.
+
+        The split form is bool for hard masks and column-major: built as (B, K, 3, W', H) (rows and
+        columns swapped; the union is symmetric) and returned as a transposed view: the layout that saves
+        ``split_bands`` the layout copies around irfft2 (see there).
+        """
         c = self.config
         soft = c.mask == "soft"
-        if for_split:
-            prop = prop.permuted()
-        return band_masks(
-            prop.starts_x,
-            prop.ends_x,
-            prop.starts_y,
-            prop.ends_y,
-            c.crop,
-            c.spectrum_width,
-            soft=soft,
-            tau=c.soft_mask_tau,
-            dtype=torch.bool if for_split and not soft else None,
-        )
+        if not for_split:
+            bounds = (prop.starts_x, prop.ends_x, prop.starts_y, prop.ends_y)
+            return band_masks(*bounds, c.crop, c.spectrum_width, soft=soft, tau=c.soft_mask_tau)
+        prop = prop.permuted()
+        bounds = (prop.starts_y, prop.ends_y, prop.starts_x, prop.ends_x)  # swapped: columns as rows
+        dtype = None if soft else torch.bool
+        masks = band_masks(*bounds, c.spectrum_width, c.crop, soft=soft, tau=c.soft_mask_tau, dtype=dtype)
+        return masks.transpose(-1, -2)
 
     @staticmethod
     def _run_head(head: ResNet, images: Tensor) -> Tensor:

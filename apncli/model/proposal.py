@@ -42,8 +42,32 @@ class BandProposal:
         return (self.scores_x + self.scores_y) / 2
 
     def permuted(self) -> BandProposal:
-        """The same proposal with every tensor moved from (B, 3, K) to (B, K, 3) (mask/batch order)."""
-        return BandProposal(**{k: v.transpose(1, 2) for k, v in vars(self).items()})
+        """The same proposal with every tensor moved from (B, 3, K) to (B, K, 3) (mask/batch order).
+
+        Contiguous copies, not views (the tensors are tiny): masks built from them then come out with
+        (B, K, 3) as contiguous leading dims, the order of the K-fold spectra, irfft2 and the band heads.
+        """
+        return BandProposal(**{k: v.transpose(1, 2).contiguous() for k, v in vars(self).items()})
+
+
+def _batch_norm(bn: nn.BatchNorm2d, z: Tensor) -> Tensor:
+    """``bn(z)``, through a faster route for inference on channels-last CPU tensors.
+
+    PyTorch's channels-last BatchNorm kernel loops over channels innermost, which for 3 channels is scalar
+    code; the proposers run 19 of them per spectrum. In eval mode the layer is z·α + β per channel with
+    α = γ/√(var+ε), β = b - mean·α, computed here as PyTorch's kernel computes them (equal to the last
+    bit on the machines checked); spreading α, β along each (W·C) memory row lets the multiply-add
+    vectorise, about twice as fast.
+    """
+    fast = not bn.training and bn.running_var is not None and bn.weight is not None
+    if not (fast and z.device.type == "cpu" and z.is_contiguous(memory_format=torch.channels_last)):
+        return bn(z)
+    alpha = bn.weight * (1 / torch.sqrt(bn.running_var + bn.eps))
+    beta = bn.bias - bn.running_mean * alpha
+    n, c, h, w = z.shape
+    rows = z.permute(0, 2, 3, 1).reshape(n * h, w * c)  # a view: channels-last memory is (N, H, W, C)
+    out = torch.addcmul(beta.repeat(w), rows, alpha.repeat(w))
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class Bottleneck3(nn.Module):
@@ -60,9 +84,9 @@ class Bottleneck3(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + x)
+        out = self.relu(_batch_norm(self.bn1, self.conv1(x)))
+        out = self.relu(_batch_norm(self.bn2, self.conv2(out)))
+        return self.relu(_batch_norm(self.bn3, self.conv3(out)) + x)
 
 
 def _head(length: int, out: int) -> nn.Sequential:
@@ -130,7 +154,7 @@ class BandProposer(nn.Module):
 
     def forward(self, z: Tensor) -> BandProposal:
         # 3-channel convs are ~50x faster channels-last on CPU (oneDNN), and no slower elsewhere.
-        z = self.norm(z.contiguous(memory_format=torch.channels_last))
+        z = _batch_norm(self.norm, z.contiguous(memory_format=torch.channels_last))
         p_x, off_x = self.x_proposer(z)
         p_y, off_y = self.y_proposer(z)
         sx, ex = self._boundaries(off_x)

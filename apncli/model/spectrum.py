@@ -76,31 +76,56 @@ def band_masks(
         return (r + c - r * c).to(dtype)
     rows = _hard_stripe(starts_x, ends_x, H).unsqueeze(-1)
     cols = _hard_stripe(starts_y, ends_y, W_half).unsqueeze(-2)
-    return (rows | cols).to(dtype)
+    return _bool_or(rows, cols).to(dtype)
+
+
+def _bool_or(a: Tensor, b: Tensor) -> Tensor:
+    """Broadcasting ``a | b`` of bool tensors computed on uint8 views: same bits, but vectorised on CPU
+    (about 15x faster than the bool kernel), which matters because the masks are K-fold spectra."""
+    return (a.view(torch.uint8) | b.view(torch.uint8)).view(torch.bool)
 
 
 def split_bands(
-    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, size: tuple[int, int], irrelevant: bool = True
+    freq: Tensor,
+    amp_masks: Tensor,
+    phase_masks: Tensor,
+    size: tuple[int, int],
+    irrelevant: bool = True,
+    polar_parts: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Artifact and irrelevant images for every proposal, batched over (B, K, 3) (reference §2.4).
 
     ``freq``: rfft2 of the input, (B, 3, H, W'); masks: (B, K, 3, H, W'). Returns two (B, K, 3, H, W)
     tensors x_art = irfft2(M_A·A · e^{i·M_P·P}) and x_irr = irfft2((A - M_A·A) · e^{i·(P - M_P·P)});
-    x_irr is None when ``irrelevant`` is False (inference does not need it).
+    x_irr is None when ``irrelevant`` is False (inference does not need it). ``polar_parts`` is
+    ``polar(freq)`` when the caller already has it (saves recomputing it).
+
+    The K-fold spectra take the masks' memory layout. Masks stored column-major, i.e. a
+    ``.transpose(-1, -2)`` view of contiguous (B, K, 3, W', H) tensors, are the fast case: irfft2's first
+    pass (over H) then needs no transposing copy, and its output comes out contiguous.
     """
-    freq = freq.unsqueeze(1)
+    amp = freq.abs() if polar_parts is None else polar_parts[0]
+    freq, amp = (_layout_like(t.unsqueeze(1), amp_masks) for t in (freq, amp))
     if amp_masks.dtype == torch.bool and phase_masks.dtype == torch.bool:
-        art, irr = _split_hard(freq, amp_masks, phase_masks, irrelevant)
+        art, irr = _split_hard(freq, amp, amp_masks, phase_masks, irrelevant)
     else:
-        amp, phase = polar(freq)
+        phase = freq.angle() if polar_parts is None else _layout_like(polar_parts[1].unsqueeze(1), amp_masks)
         amp_art, phase_art = amp_masks * amp, phase_masks * phase
         art = torch.polar(amp_art, phase_art)
         irr = torch.polar(amp - amp_art, phase - phase_art) if irrelevant else None
     return torch.fft.irfft2(art, s=size), None if irr is None else torch.fft.irfft2(irr, s=size)
 
 
+def _layout_like(t: Tensor, masks: Tensor) -> Tensor:
+    """``t`` stored column-major in its last two dims if ``masks`` are (a one-off copy of the 1-fold
+    spectrum), so that elementwise results with the K-fold masks keep the masks' layout."""
+    if masks.stride(-2) == 1 and masks.stride(-1) != 1:
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    return t
+
+
 def _split_hard(
-    freq: Tensor, amp_masks: Tensor, phase_masks: Tensor, irrelevant: bool
+    freq: Tensor, amp: Tensor, amp_masks: Tensor, phase_masks: Tensor, irrelevant: bool
 ) -> tuple[Tensor, Tensor | None]:
     """The hard-mask spectra without trigonometry: the generic formula's values at a fraction of the cost.
 
@@ -108,8 +133,9 @@ def _split_hard(
     kept, phase zeroed: the code's in-band-amplitude/out-of-band-phase quirk) or 0 (amplitude removed).
     Two allocations of the K-fold spectrum, filled in place, because this is memory-bound.
     """
-    amp = freq.abs().to(freq.dtype)
-    art = torch.where(phase_masks, freq, amp).masked_fill_(~amp_masks, 0)
+    amp = amp.to(freq.dtype)
+    outside = (amp_masks.view(torch.uint8) ^ 1).view(torch.bool)  # ~amp_masks, vectorised (see _bool_or)
+    art = torch.where(phase_masks, freq, amp).masked_fill_(outside, 0)
     if not irrelevant:
         return art, None
     return art, torch.where(phase_masks, amp, freq).masked_fill_(amp_masks, 0)

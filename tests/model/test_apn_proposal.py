@@ -54,3 +54,25 @@ def test_inverted_boundaries_are_all_invalid() -> None:
 def test_permuted_moves_k_before_channels() -> None:
     out = _proposer()(torch.rand(1, 3, H, W_HALF))
     assert torch.equal(out.permuted().ends_y, out.ends_y.transpose(1, 2))
+
+
+def test_fast_inference_batch_norm_equals_the_layer() -> None:
+    """The proposers' eval-mode BatchNorm shortcut must give what nn.BatchNorm2d gives, and train as usual."""
+    from apncli.model.proposal import _batch_norm
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    z = torch.randn(2, 3, 8, 5).contiguous(memory_format=torch.channels_last)
+    bn.eval()
+    assert torch.allclose(_batch_norm(bn, z), bn(z), atol=1e-6)
+    bn.train()
+    before = bn.running_mean.clone()
+    expected = torch.nn.functional.batch_norm(z, before.clone(), bn.running_var.clone(), bn.weight, bn.bias,
+                                              training=True, momentum=0.1, eps=bn.eps)
+    assert torch.equal(_batch_norm(bn, z), expected)
+    assert not torch.equal(bn.running_mean, before)  # the training route updated the running statistics
