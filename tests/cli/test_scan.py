@@ -212,3 +212,16 @@ def test_tiles_option_sets_crops_per_large_image(run_apn, tiny_weights: Path, tm
     assert default["crops"] == 4 and one["crops"] == 1
     manifest = json.loads(run_apn("scan", image, "--json", "--weights", tiny_weights, "--tiles", "2").stdout)
     assert manifest["manifest"]["model"]["max_tiles"] == 2 and manifest["records"][0]["crops"] == 2
+
+
+def test_default_detector_scans_offline(run_apn, tmp_path: Path, monkeypatch) -> None:
+    """A fresh install: no --weights, no network, an empty cache; the shipped detector is used."""
+    monkeypatch.setenv("APN_OFFLINE", "1")
+    monkeypatch.setenv("APN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    image = write_image(tmp_path / "x.png", size=(160, 120))
+    result = run_apn("scan", image, "--jsonl")
+    record = _records(result.stdout)[0]
+    assert record["error"] is None and record["model"]["name"] == "apn-lite-v1"
+    assert record["verdict"] in {"ai-generated", "real", "inconclusive"}
+    assert result.code in (0, 1)
+    assert not (tmp_path / "empty-cache").exists()

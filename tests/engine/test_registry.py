@@ -42,17 +42,19 @@ def test_weights_dir_is_the_checkout_folder():
     assert (weights_dir() / "registry.json").is_file()
 
 
-def test_shipped_registry_has_the_paper_backbones_and_taef2_but_no_detector_yet():
+def test_shipped_registry_has_the_default_detector_backbones_and_taef2():
     names = [e.name for e in list_entries()]
-    assert names == ["convnext_base", "resnet18", "taef2_decoder", "taef2_encoder"]
-    assert default_name() is None
-    assert not [e for e in list_entries() if e.kind == "detector"]
+    assert names == ["apn-lite-v1", "convnext_base", "resnet18", "taef2_decoder", "taef2_encoder"]
+    assert default_name() == "apn-lite-v1"
+    detector = get_entry("apn-lite-v1")
+    assert detector.kind == "detector" and not detector.is_remote
+    assert (weights_dir() / str(detector.file)).is_file()
     assert get_entry("taef2_encoder").kind == "autoencoder"
 
 
 def test_shipped_remote_entries_are_fully_pinned():
-    for entry in list_entries():
-        assert entry.is_remote and entry.url is not None
+    for entry in (e for e in list_entries() if e.is_remote):
+        assert entry.url is not None
         assert urlparse(entry.url).scheme == "https"
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256 or "")
         assert entry.size and entry.size > 1_000_000
