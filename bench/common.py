@@ -85,16 +85,22 @@ def load_note(before: float, after: float | None = None) -> str:
 
 # ----------------------------------------------------------------------------------------- checkpoints
 def checkpoint_for(weights: str | None, config: str) -> tuple[Path, str]:
-    """``--weights`` if given, else a cached random-weights ``config`` checkpoint (as fast as trained)."""
+    """``--weights`` if given, else the shipped default detector for ``lite``, else a cached
+    random-weights ``config`` checkpoint (random weights run exactly as fast as trained ones)."""
     if weights:
         return Path(weights), f"checkpoint {weights}"
+    from apncli.engine import cache, registry
     from apncli.model import get_config
+
+    default = registry.default_name()
+    if config == "lite" and default is not None:
+        return cache.resolve_weights(default), f"the shipped default detector `{default}`"
 
     digest = _digest(get_config(config).to_dict())
     path = CACHE / "weights" / f"random-{config}-{digest}.safetensors"
     if not path.exists():
         _save_random(path, config)
-    return path, f"random-weights `{config}` checkpoint (no trained default model yet; speed is the same)"
+    return path, f"random-weights `{config}` checkpoint (speed is the same as trained)"
 
 
 def _save_random(path: Path, config: str) -> None:
