@@ -50,3 +50,7 @@ def make_folder_dataset(
     for i, gen in enumerate(gens):
         write_images(root / "fake" / gen, n, True, seed + 100 + i, size)
     return root
+
+
+#: `apn train` flags every CLI-level test shares: the tiny config, one CPU process, no loader workers.
+TINY_TRAIN_FLAGS = ["--config", "tiny", "--batch-size", "4", "--workers", "0", "--device", "cpu"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthdata import make_folder_dataset
+from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 from typer.testing import CliRunner
 
 from apncli.cli.app import app
@@ -25,18 +25,11 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
             str(data),
             "--out",
             str(out),
-            "--config",
-            "tiny",
+            *TINY_TRAIN_FLAGS,
             "--epochs",
             "1",
             "--max-steps",
             "2",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
             "--club-data",
             "reuse",
             "--val-fraction",
@@ -51,26 +44,10 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == str(out / "model.safetensors")
     assert "summary" in result.stderr and (out / "model.safetensors").is_file()
 
+    eval_args = ["eval", "--dataset", "folder", "--data-root", str(data), "--weights",
+                 str(out / "model.safetensors"), "--device", "cpu"]
     result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--dataset",
-            "folder",
-            "--data-root",
-            str(data),
-            "--weights",
-            str(out / "model.safetensors"),
-            "--json",
-            "--device",
-            "cpu",
-            "--bootstrap",
-            "20",
-            "--perturb",
-            "jpeg:80",
-            "--align-format",
-            "jpeg:95",
-        ],
+        app, [*eval_args, "--json", "--bootstrap", "20", "--perturb", "jpeg:80", "--align-format", "jpeg:95"]
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -81,22 +58,7 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     assert 0 <= rows["gen_a"]["auc"] <= 1 and len(rows["gen_a"]["auc_ci"]) == 2
     assert doc["results"]["none"]["mean"]["n_fake"] == 16
 
-    table = runner.invoke(
-        app,
-        [
-            "eval",
-            "--dataset",
-            "folder",
-            "--data-root",
-            str(data),
-            "--weights",
-            str(out / "model.safetensors"),
-            "--device",
-            "cpu",
-            "--bootstrap",
-            "0",
-        ],
-    )
+    table = runner.invoke(app, [*eval_args, "--bootstrap", "0"])
     assert table.exit_code == 0 and "gen_b" in table.stdout and "mean" in table.stdout
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthdata import make_folder_dataset
+from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 from torch import nn
 
 from apncli.model import build_model
@@ -74,16 +74,9 @@ def test_two_process_torchrun_matches_single_process(tmp_path: Path) -> None:
         "folder",
         "--data-root",
         str(root),
-        "--config",
-        "tiny",
+        *TINY_TRAIN_FLAGS,
         "--epochs",
         "1",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
         "--lr",
         "1e-3",
         "--club-lr",

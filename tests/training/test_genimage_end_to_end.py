@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthdata import write_images
+from synthdata import TINY_TRAIN_FLAGS, write_images
 
 from apncli.engine.checkpoint import read_metadata
 
@@ -24,8 +24,7 @@ def test_genimage_train_eval_scan(run_apn, tmp_path: Path) -> None:
     data = _genimage_tree(tmp_path / "GenImage")
     out = tmp_path / "run"
     trained = run_apn("train", "--dataset", "genimage", "--data-root", data, "--train-on", "sdv14",
-                      "--out", out, "--config", "tiny", "--epochs", "1", "--max-steps", "2",
-                      "--batch-size", "4", "--workers", "0", "--device", "cpu", "--quiet")
+                      "--out", out, *TINY_TRAIN_FLAGS, "--epochs", "1", "--max-steps", "2", "--quiet")
     assert trained.code == 0, trained.stderr
     weights = out / "model.safetensors"
     meta = read_metadata(weights)

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from synthdata import make_folder_dataset
+from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # same summation order in every run
 
 
 def _command(data: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "apncli", "train", "--dataset", "folder", "--data-root", str(data),
-            "--out", str(out), "--config", "tiny", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3",
-            "--club-lr", "1e-3", "--workers", "0", "--device", "cpu", "--val-fraction", "0.34",
+            "--out", str(out), *TINY_TRAIN_FLAGS, "--epochs", "2", "--lr", "1e-3",
+            "--club-lr", "1e-3", "--val-fraction", "0.34",
             "--save-every", "1", "--log-every", "1", "--quiet"]
 
 
