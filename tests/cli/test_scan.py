@@ -225,3 +225,31 @@ def test_default_detector_scans_offline(run_apn, tmp_path: Path, monkeypatch) ->
     assert record["verdict"] in {"ai-generated", "real", "inconclusive"}
     assert result.code in (0, 1)
     assert not (tmp_path / "empty-cache").exists()
+
+
+def test_a_stuck_decode_becomes_an_error_record(run_apn, tiny_weights: Path, tmp_path: Path,
+                                                 monkeypatch) -> None:
+    """A pathological file costs its own record after --decode-timeout; the files after it still score."""
+    import threading
+
+    from apncli.engine import pipeline
+
+    release = threading.Event()
+    real_decode = pipeline.decode_image
+
+    def slow_for_one(path, *args, **kwargs):
+        if Path(path).name == "stuck.png":
+            release.wait(30)
+        return real_decode(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decode_image", slow_for_one)
+    images = [write_image(tmp_path / name, seed=i) for i, name in enumerate(["a.png", "stuck.png", "z.png"])]
+    try:
+        result = run_apn("scan", *images, "--jsonl", "--weights", tiny_weights, "--decode-timeout", "0.5",
+                         "--no-provenance")
+    finally:
+        release.set()
+    records = {Path(r["path"]).name: r for r in _records(result.stdout)}
+    assert records["stuck.png"]["error"] == "decode timed out after 0.5 s"
+    assert records["a.png"]["p_ai"] is not None and records["z.png"]["p_ai"] is not None
+    assert result.code in (1, 3)
