@@ -454,6 +454,17 @@ class _Run:
             save_state(self.out / STATE_FILE, self._state())
         self.ctx.barrier()
 
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        """Every stateful part of the run, as ``_save_state`` wrote it."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.clubs.load_state_dict(state["club"])
+        self.club_optimizer.load_state_dict(state["club_optimizer"])
+        self.club_scheduler.load_state_dict(state["club_scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+
     def _resume(self) -> None:
         where = Path(self.cfg.resume)  # type: ignore[arg-type]
         path = where / STATE_FILE if where.is_dir() else where
@@ -469,14 +480,12 @@ class _Run:
                     f"warning: resuming with {key}={getattr(self.cfg, key)!r}, "
                     f"the run used {saved.get(key)!r}"
                 )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.clubs.load_state_dict(state["club"])
-        self.club_optimizer.load_state_dict(state["club_optimizer"])
-        self.club_scheduler.load_state_dict(state["club_scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        try:
+            self._load_training_state(state)
+        except (KeyError, ValueError, RuntimeError) as exc:  # e.g. a state written by another apn version
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--resume {where}: the saved state does not fit this version of apn ({first})"
+                             ) from None
         p = state["progress"]
         self.epoch, self.step_in_epoch = int(p["epoch"]), int(p["step_in_epoch"])
         self.global_step, self.club_batches = int(p["global_step"]), int(p["club_batches"])

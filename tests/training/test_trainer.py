@@ -111,6 +111,20 @@ def test_refuses_to_overwrite_a_run(data: Path, full_run) -> None:
         train(_cfg(data, out))
 
 
+def test_resuming_an_incompatible_state_is_a_clear_error(data: Path, full_run, tmp_path: Path) -> None:
+    """A state from another apn version (here: an optimiser with a missing parameter group) → one line."""
+    from apncli.training.state import save_state
+
+    out, _ = full_run
+    state = load_state(out / "state-last.safetensors")
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    save_state(broken / "state-last.safetensors", state)
+    with pytest.raises(UsageError, match="does not fit this version"):
+        train(_cfg(data, tmp_path / "new", resume=broken))
+
+
 def test_unreadable_files_are_skipped_and_reported(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "data", n=8)
     (root / "real" / "zero.png").write_bytes(b"")
