@@ -5,6 +5,17 @@ types are for problems that stop a whole command, which the CLI turns into one l
 """
 
 
+def one_line(message: object, limit: int | None = None) -> str:
+    """Collapse whitespace: every message apn reports ends up in one JSON field or one terminal line.
+
+    With ``limit``, a longer message is cut to ``limit`` characters ending in an ellipsis.
+    """
+    line = " ".join(str(message).split())
+    if limit is not None and len(line) > limit:
+        return line[: limit - 1] + "…"
+    return line
+
+
 class APNError(Exception):
     """Base of every error the CLI prints as one line instead of a traceback."""
 

@@ -11,7 +11,7 @@ from enum import IntEnum
 import typer
 from rich.console import Console
 
-from apncli.errors import APNError, UsageError
+from apncli.errors import APNError, UsageError, one_line
 
 
 class ExitCode(IntEnum):
@@ -40,11 +40,6 @@ STATE = _State()
 
 #: Logs, progress and errors go to stderr so stdout stays machine-readable.
 stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def one_line(message: object) -> str:
-    """Collapse a message to one line: scripts grep stderr, and multi-line errors break that."""
-    return " ".join(str(message).split())
 
 
 def error(message: object) -> None:

@@ -25,7 +25,7 @@ from apncli import __version__
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
 from apncli.engine import AI_GENERATED, Detector, ScanOptions, ScanRecord, scan
-from apncli.errors import UsageError
+from apncli.errors import UsageError, one_line
 
 SCAN_HELP = f"""Score images: probability that each was made by an AI generator, and a verdict.
 
@@ -234,7 +234,7 @@ def _figure_maker(detector: Detector, explain_dir: Path | None,
             render_figure(explain_image(detector, pixels, source=record.path), figure)
             record.extra["figure"] = str(figure)
         except Exception as exc:  # a figure is a bonus: its failure must not cost the record
-            record.extra["figure_error"] = common.one_line(f"{type(exc).__name__}: {exc}")
+            record.extra["figure_error"] = one_line(f"{type(exc).__name__}: {exc}")
 
     return explain
 

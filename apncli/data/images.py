@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
 
-from apncli.errors import ImageError
+from apncli.errors import ImageError, one_line
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest width × height decoded (100 MP): checked on the declared size, before any pixel is decoded."""
@@ -252,7 +252,7 @@ def _bomb_reason(exc: Exception, max_pixels: int) -> str:
     """Pillow refuses huge sizes (over 2 × its MAX_IMAGE_PIXELS) while opening, before our own check."""
     match = re.search(r"\((\d+) pixels\)", str(exc))
     if match is None:
-        return _one_line(f"image too large: {exc}")
+        return one_line(f"image too large: {exc}", limit=_MAX_MESSAGE)
     pixels = int(match.group(1))
     if pixels > max_pixels:
         return f"image too large: {pixels} pixels exceeds {max_pixels / 1e6:g} MP limit"
@@ -263,8 +263,8 @@ def _describe(exc: BaseException, stage: str, fmt: str) -> str:
     """One line that says what went wrong, in terms a fact-checker can act on."""
     detail = str(exc) or type(exc).__name__
     if stage in ("open", "decode"):
-        return _one_line(f"truncated or corrupt {fmt}: {detail}")
-    return _one_line(f"unsupported {fmt} pixel data: {detail}")
+        return one_line(f"truncated or corrupt {fmt}: {detail}", limit=_MAX_MESSAGE)
+    return one_line(f"unsupported {fmt} pixel data: {detail}", limit=_MAX_MESSAGE)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -273,10 +273,5 @@ def describe_os_error(exc: OSError) -> str:
     The path is left out because every report already shows it (escaped, see ``display_path``).
     """
     reason = exc.strerror or str(exc) or type(exc).__name__
-    return _one_line(reason[:1].lower() + reason[1:])
+    return one_line(reason[:1].lower() + reason[1:], limit=_MAX_MESSAGE)
 
-
-def _one_line(text: str) -> str:
-    """Collapse whitespace (messages end up in one JSON field / one terminal line) and bound the length."""
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from apncli.engine.download import file_digest
-from apncli.errors import CheckpointError
+from apncli.errors import CheckpointError, one_line
 
 FORMAT_VERSION = 1
 METADATA_KEY = "apn"
@@ -328,12 +328,11 @@ def _shape(value: torch.Tensor | torch.Size | tuple[int, ...]) -> tuple[int, ...
 def _unpickler_reason(exc: BaseException) -> str:
     """The one useful clause of torch's multi-paragraph error, without its advice to load unsafely."""
     match = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed|\n\n|$)", str(exc), re.S)
-    return " ".join(match.group(1).split()) if match else _one_line(exc)
+    return one_line(match.group(1)) if match else _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
+    return one_line(exc)[:300] or type(exc).__name__
 
 
 def _fsync_file(name: str) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import apncli
-from apncli.errors import DownloadError
+from apncli.errors import DownloadError, one_line
 
 CHUNK = 64 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -187,7 +187,7 @@ def _describe(exc: BaseException, timeout: float) -> str:
         return f"server stalled: no data for {timeout:g} s (timeout)"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused (server down?)"
-    return " ".join(str(reason).split()) or type(reason).__name__
+    return one_line(reason) or type(reason).__name__
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 from apncli.data.discover import Candidate, discover, display_path
 from apncli.data.images import decode_image
 from apncli.engine.detector import Detector
-from apncli.errors import ImageError
+from apncli.errors import ImageError, one_line
 
 #: A decode that takes longer than this is reported as an error instead of stalling the scan.
 DEFAULT_DECODE_TIMEOUT_S = 60.0
@@ -215,7 +215,7 @@ def _safe_annotate(annotate: Callable[[Path], dict[str, Any]], path: Path) -> di
     try:
         return annotate(path)
     except Exception as exc:
-        return {"provenance": {"summary": "none", "error": _one_line(f"{type(exc).__name__}: {exc}")}}
+        return {"provenance": {"summary": "none", "error": one_line(f"{type(exc).__name__}: {exc}")}}
 
 
 def decode_crops(detector: Detector, path: Path) -> tuple[list[np.ndarray], int, int]:
@@ -235,11 +235,11 @@ def _decode_pixels(detector: Detector, candidate: Candidate) -> _Decoded:
         crops, width, height = decode_crops(detector, candidate.path)
         return _Decoded(candidate, crops=crops, width=width, height=height)
     except ImageError as exc:
-        return _Decoded(candidate, error=_one_line(exc))
+        return _Decoded(candidate, error=one_line(exc))
     except MemoryError:
         return _Decoded(candidate, error="out of memory while decoding")
     except Exception as exc:  # a decoder bug must cost one record, never the run
-        return _Decoded(candidate, error=_one_line(f"unexpected {type(exc).__name__}: {exc}"))
+        return _Decoded(candidate, error=one_line(f"unexpected {type(exc).__name__}: {exc}"))
 
 
 def _result(candidate: Candidate, future: futures.Future[_Decoded], timeout_s: float) -> _Decoded:
@@ -273,7 +273,3 @@ def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options:
         record.verdict = detector.verdict(record.p_ai, options.threshold)
     record.extra.update(item.extra)
     return record
-
-
-def _one_line(message: object) -> str:
-    return " ".join(str(message).split())

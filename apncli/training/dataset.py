@@ -20,6 +20,7 @@ from apncli.data import crops as crop_ops
 from apncli.data.augment import AugmentConfig, augment
 from apncli.data.images import decode_image
 from apncli.data.layouts import Sample
+from apncli.errors import one_line
 
 __all__ = [
     "Batch",
@@ -136,7 +137,7 @@ class TrainDataset(Dataset):
             try:
                 return self._load(used), self.items[used].label, used, errors
             except Exception as exc:  # one bad file (or codec failure) must never end a long run
-                errors.append(f"{self.items[used].sample.path}: {' '.join(str(exc).split())}")
+                errors.append(f"{self.items[used].sample.path}: {one_line(exc)}")
         raise RuntimeError(f"{_MAX_SUBSTITUTES} files in a row could not be read; last: {errors[-1]}")
 
 

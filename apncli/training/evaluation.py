@@ -18,6 +18,7 @@ import numpy as np
 from apncli.data.augment import Perturbation
 from apncli.data.images import decode_image
 from apncli.data.layouts import EvalGroup, Sample
+from apncli.errors import one_line
 from apncli.training.metrics import detection_report
 
 __all__ = ["ScoredSet", "evaluate_groups", "mean_report", "score_samples"]
@@ -43,7 +44,7 @@ def _load(path: Path, transform: Transform | None) -> np.ndarray | str:
         rgb = decode_image(path).pixels
         return transform(rgb) if transform is not None else rgb
     except Exception as exc:  # one bad file becomes a reported skip, never the end of an evaluation
-        return f"{path}: {' '.join(str(exc).split()) or type(exc).__name__}"
+        return f"{path}: {one_line(exc) or type(exc).__name__}"
 
 
 def score_samples(

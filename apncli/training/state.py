@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from apncli.errors import CheckpointError
+from apncli.errors import CheckpointError, one_line
 
 __all__ = ["load_state", "save_state"]
 
@@ -97,7 +97,7 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: not a readable training state ({' '.join(str(exc).split())})"
+            f"{path}: not a readable training state ({one_line(exc)})"
         ) from None
     if _KEY not in meta:
         raise CheckpointError(f"{path}: a safetensors file, but not an apn training state")

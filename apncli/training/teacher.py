@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 
 from apncli.data.layouts import Sample
-from apncli.errors import UsageError
+from apncli.errors import UsageError, one_line
 
 __all__ = ["load_teacher"]
 
@@ -36,7 +36,7 @@ def load_teacher(
             feats = f.get_tensor("features").float()
     except Exception as exc:
         raise UsageError(
-            f"--teacher {path}: not a readable teacher file ({' '.join(str(exc).split())})"
+            f"--teacher {path}: not a readable teacher file ({one_line(exc)})"
         ) from None
     try:
         paths = json.loads(meta["paths"])
