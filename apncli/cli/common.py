@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -72,6 +74,37 @@ def run_guarded(app: typer.Typer) -> int:
         error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
         return ExitCode.ERROR
     return int(result or 0)
+
+
+def refuse_to_clobber(target: Path, inputs: Sequence[Path], *, force: bool,
+                      hint: str = "pass --force to overwrite it") -> None:
+    """Before any work: never write over an input, nor over an existing file without ``--force``."""
+    refuse_input_overwrite(target, inputs)
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists; {hint}")
+
+
+def refuse_input_overwrite(target: Path, inputs: Sequence[Path]) -> None:
+    """An input is an input however it is reached: symlink, hard link, or an image in a scanned folder."""
+    for item in inputs:
+        if _same_file(target, item) or _image_inside(target, item):
+            raise UsageError(f"refusing to overwrite the input {item if item.is_file() else target}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _image_inside(target: Path, folder: Path) -> bool:
+    from apncli.data.images import IMAGE_EXTENSIONS
+
+    return (folder.is_dir() and target.is_file() and target.suffix.lower() in IMAGE_EXTENSIONS
+            and target.resolve().is_relative_to(folder.resolve()))
 
 
 def parse_device(value: str | None) -> str:

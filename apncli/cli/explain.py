@@ -6,7 +6,6 @@ one detector run (plus one rerun per band for occlusion).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -72,19 +71,6 @@ def check_figure_path(out: Path | None, image: Path, *, force: bool) -> None:
         return
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the figure is a PNG; give a file name ending in .png")
-    if _same_file(out, image):
-        raise UsageError(f"refusing to overwrite the input image {image} with the figure")
     if out.is_dir():
         raise UsageError(f"--out {out} is a directory; give a file name ending in .png")
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same path after resolving links, or the same inode (a hard link to the input)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+    common.refuse_to_clobber(out, [image], force=force)

@@ -98,24 +98,13 @@ def _check_out(out: Path | None, inputs: list[Path], *, force: bool, resume: boo
     """Never clobber results or inputs by accident."""
     if resume and (out is None or fmt not in ("jsonl", "csv")):
         raise UsageError("--resume needs --out FILE in JSONL or CSV format")
-    if out is None:
-        return
-    _refuse_input_overwrite(out, inputs)
-    if out.exists() and not (force or resume):
-        raise UsageError(f"{out} exists; pass --force to overwrite it or --resume to continue it")
-
-
-def _refuse_input_overwrite(target: Path, inputs: list[Path]) -> None:
-    resolved = target.resolve()
-    for item in inputs:
-        if item.exists() and item.resolve() == resolved:
-            raise UsageError(f"refusing to overwrite the input {target}")
+    if out is not None:
+        common.refuse_to_clobber(out, inputs, force=force or resume,
+                                 hint="pass --force to overwrite it or --resume to continue it")
 
 
 def _write_new(path: Path, text: str, *, force: bool, inputs: list[Path]) -> None:
-    _refuse_input_overwrite(path, inputs)
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    common.refuse_to_clobber(path, inputs, force=force)
     path.write_text(text, encoding="utf-8")
 
 
@@ -223,7 +212,7 @@ def _figure_maker(detector: Detector, explain_dir: Path | None,
 
     if explain_dir.exists() and not explain_dir.is_dir():
         raise UsageError(f"--explain-dir {explain_dir} is not a folder")
-    _refuse_input_overwrite(explain_dir, inputs)
+    common.refuse_input_overwrite(explain_dir, inputs)
     explain_dir.mkdir(parents=True, exist_ok=True)
 
     def explain(record: ScanRecord) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,13 @@ def test_out_never_overwrites_an_input(run_apn, tiny_weights: Path, tmp_path: Pa
     image = write_image(tmp_path / "x.png")
     result = run_apn("scan", image, "--out", image, "--force", "--weights", tiny_weights)
     assert result.code == 2 and "input" in result.stderr
+    assert image.read_bytes()[:4] == b"\x89PNG"
+    hard_link = tmp_path / "hard.png"
+    os.link(image, hard_link)
+    # A hard link to an input file, and an image inside a scanned folder, are inputs too.
+    for scanned, target in ((image, hard_link), (tmp_path, image)):
+        result = run_apn("scan", scanned, "--out", target, "--force", "--weights", tiny_weights)
+        assert result.code == 2 and "input" in result.stderr
     assert image.read_bytes()[:4] == b"\x89PNG"
 
 
