@@ -102,10 +102,8 @@ class Detector:
         name = str(metadata.get("name") or Path(path).stem)
         if not Path(str(name_or_path)).exists():
             name = str(name_or_path)
-        detector = cls._from_state(state_dict, metadata, name=name, path=Path(path),
-                                   sha256=checkpoint.file_sha256(path), device=device)
-        detector.tiles = tiles
-        return detector
+        return cls._from_state(state_dict, metadata, name=name, path=Path(path),
+                               sha256=checkpoint.file_sha256(path), device=device, tiles=tiles)
 
     @classmethod
     def from_model(cls, model: APN, metadata: dict[str, Any], *, name: str = "in-memory",
@@ -116,7 +114,7 @@ class Detector:
 
     @classmethod
     def _from_state(cls, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any], *, name: str,
-                    path: Path, sha256: str, device: str | None) -> Detector:
+                    path: Path, sha256: str, device: str | None, tiles: int | None) -> Detector:
         try:
             config = APNConfig.from_dict(metadata["config"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -126,7 +124,7 @@ class Detector:
         checkpoint.check_state_dict(expected, state_dict)
         model.load_state_dict(state_dict, strict=True)
         info = _model_info(metadata, config, name=name, path=path, sha256=sha256)
-        return cls(fold_batchnorm(model.eval()), info, select_device(device))
+        return cls(fold_batchnorm(model.eval()), info, select_device(device), tiles)
 
     # -------------------------------------------------------------------------------------- decisions
     def verdict(self, p_ai: float, threshold: float | None = None) -> str:
@@ -164,10 +162,14 @@ class Detector:
         return [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
 
     # -------------------------------------------------------------------------------------- inference
-    def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Probability of being AI-generated for each RGB crop, in one batched forward pass."""
+    def predict_crops(self, crops: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Probability of being AI-generated for each RGB crop, ``batch_size`` crops per forward pass
+        (``None``: all in one)."""
         if not crops:
             return np.zeros(0, dtype=np.float64)
+        if batch_size is not None and len(crops) > batch_size:
+            return np.concatenate([self.predict_crops(crops[i:i + batch_size])
+                                   for i in range(0, len(crops), batch_size)])
         batch = self._to_input(crops)
         with torch.inference_mode(), self._autocast_context():
             # Scoring needs only the artifact path: skip the semantic head (same logits, ~1.5x faster).
@@ -178,9 +180,7 @@ class Detector:
         """Per-image probability (mean over the image's crops) for RGB uint8 arrays."""
         per_image = [self.crops_of(image) for image in images]
         flat = [crop for crops in per_image for crop in crops]
-        scores = np.concatenate([self.predict_crops(flat[i:i + batch_size])
-                                 for i in range(0, len(flat), batch_size)] or [np.zeros(0)])
-        return aggregate(scores, [len(crops) for crops in per_image])
+        return aggregate(self.predict_crops(flat, batch_size), [len(crops) for crops in per_image])
 
     def analyse(self, rgb: np.ndarray) -> Analysis:
         """Score all crops, then rerun the one that drove the verdict with everything ``explain`` needs."""

@@ -257,10 +257,7 @@ def _crop_count(decoded: list[_Decoded]) -> int:
 
 def _score_crops(detector: Detector, decoded: list[_Decoded], batch: int) -> np.ndarray:
     """Scoring thread: all crops of a group of images, ``batch`` crops per forward pass."""
-    flat = [crop for item in decoded for crop in item.crops]
-    if not flat:
-        return np.zeros(0)
-    return np.concatenate([detector.predict_crops(flat[i:i + batch]) for i in range(0, len(flat), batch)])
+    return detector.predict_crops([crop for item in decoded for crop in item.crops], batch)
 
 
 def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options: ScanOptions) -> ScanRecord:
