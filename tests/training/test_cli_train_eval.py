@@ -11,6 +11,10 @@ from typer.testing import CliRunner
 from apncli.cli.app import app
 
 
+def _train_args(data: Path, out: Path) -> list[str]:
+    return ["train", "--dataset", "folder", "--data-root", str(data), "--out", str(out)]
+
+
 def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     data = make_folder_dataset(tmp_path / "data", n=8, gens=("gen_a", "gen_b"))
     out = tmp_path / "run"
@@ -18,26 +22,10 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         [
-            "train",
-            "--dataset",
-            "folder",
-            "--data-root",
-            str(data),
-            "--out",
-            str(out),
+            *_train_args(data, out),
             *TINY_TRAIN_FLAGS,
-            "--epochs",
-            "1",
-            "--max-steps",
-            "2",
-            "--club-data",
-            "reuse",
-            "--val-fraction",
-            "0.25",
-            "--quality",
-            "70-95",
-            "--loss-weights",
-            "pull=0.5",
+            *("--epochs", "1", "--max-steps", "2", "--club-data", "reuse", "--val-fraction", "0.25"),
+            *("--quality", "70-95", "--loss-weights", "pull=0.5"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -65,20 +53,7 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
 def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     data = make_folder_dataset(tmp_path / "data", n=2)
-    bad = runner.invoke(
-        app,
-        [
-            "train",
-            "--dataset",
-            "folder",
-            "--data-root",
-            str(data),
-            "--out",
-            str(tmp_path / "o"),
-            "--loss-weights",
-            "nope=1",
-        ],
-    )
+    bad = runner.invoke(app, [*_train_args(data, tmp_path / "o"), "--loss-weights", "nope=1"])
     assert bad.exit_code != 0 and "nope" in str(bad.exception or bad.output)
     bad = runner.invoke(
         app,
