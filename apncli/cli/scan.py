@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.progress import (
@@ -24,8 +24,11 @@ from rich.progress import (
 from apncli import __version__
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
-from apncli.engine import AI_GENERATED, Detector, ScanOptions, ScanRecord, scan
+from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import UsageError, one_line
+
+if TYPE_CHECKING:  # the engine pulls in torch: import it only when a scan really runs (fast --help)
+    from apncli.engine import Detector, ScanOptions, ScanRecord
 
 SCAN_HELP = f"""Score images: probability that each was made by an AI generator, and a verdict.
 
@@ -66,6 +69,8 @@ def scan_command(
     decode_timeout: float = typer.Option(
         60.0, "--decode-timeout", min=0.1, help="Seconds before a stuck decode becomes an error record."),
 ) -> int:
+    from apncli.engine import Detector, ScanOptions
+
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
     _check_out(out, paths, force=force, resume=resume, fmt=fmt)
     detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
@@ -163,6 +168,8 @@ def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], resume: bo
 def _run(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
          explain: Callable[[ScanRecord], None] | None) -> dict[str, int]:
     """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C."""
+    from apncli.engine import scan
+
     counts = {"flagged": 0, "errors": 0, "scored": 0}
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[flagged]} flagged"),

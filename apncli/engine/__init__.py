@@ -10,9 +10,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AI_GENERATED": "apncli.engine.detector",
-    "INCONCLUSIVE": "apncli.engine.detector",
-    "REAL": "apncli.engine.detector",
+    "AI_GENERATED": "apncli.engine.verdicts",
+    "INCONCLUSIVE": "apncli.engine.verdicts",
+    "REAL": "apncli.engine.verdicts",
     "Analysis": "apncli.engine.detector",
     "Detector": "apncli.engine.detector",
     "ModelInfo": "apncli.engine.detector",

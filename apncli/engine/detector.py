@@ -21,13 +21,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from apncli.data import crops as crop_ops
 from apncli.engine import cache, checkpoint, registry
 from apncli.engine.device import autocast_dtype, select_device
+from apncli.engine.verdicts import AI_GENERATED, INCONCLUSIVE, REAL
 from apncli.errors import CheckpointError, ModelNotFoundError
 from apncli.model import APN, APNConfig, APNOutput, build_model
 from apncli.model.backbones import ResNet
-
-AI_GENERATED = "ai-generated"
-REAL = "real"
-INCONCLUSIVE = "inconclusive"
 
 NO_DEFAULT_MODEL = (
     "no default detector is installed in this version of apn; pass --weights PATH "
