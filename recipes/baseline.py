@@ -35,6 +35,7 @@ from apncli.training.calibration import calibrate
 from apncli.training.dataset import TrainDataset, collate, split_holdout
 from apncli.training.evaluation import score_samples
 from apncli.training.metrics import detection_report
+from apncli.training.trainer import lr_schedule
 
 __all__ = ["BaselineConfig", "PlainCNN", "baseline_detector", "train_baseline"]
 
@@ -54,7 +55,8 @@ class PlainCNN(nn.Module):
         self.trunk = ResNet(config.resnet_widths, config.resnet_blocks)
         self.head = nn.Linear(self.trunk.out_dim, 2)
 
-    def forward(self, x: torch.Tensor) -> SimpleNamespace:
+    def forward(self, x: torch.Tensor, irrelevant: bool = True) -> SimpleNamespace:
+        """``irrelevant`` only mirrors APN's signature (the Detector asks APN to skip its semantic head)."""
         return SimpleNamespace(logits=self.head(self.trunk(x)))
 
 
@@ -68,6 +70,7 @@ class BaselineConfig:
     epochs: int = 4
     batch_size: int = 16
     lr: float = 3e-4
+    step_size: int = 30000  # iterations between x0.1 learning-rate decays, as the APN trainer's
     seed: int = 0
     val_fraction: float = 0.1
     target_fpr: float = 0.05
@@ -104,6 +107,7 @@ def train_baseline(cfg: BaselineConfig, log: Callable[[str], None] = print) -> P
     data = TrainDataset(split.train, cfg.crop, cfg.augment, cfg.seed, cfg.fake_sources, stream=0)
     model = PlainCNN(config)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = lr_schedule(opt, cfg.step_size)
     best_auc, best_state, history = -1.0, None, []
     started = time.monotonic()
     for epoch in range(cfg.epochs):
@@ -118,6 +122,7 @@ def train_baseline(cfg: BaselineConfig, log: Callable[[str], None] = print) -> P
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             losses.append(float(loss.detach()))
         labels, scores = _score(model, split.val, cfg.workers)
         report = detection_report(labels, scores, 0.5)

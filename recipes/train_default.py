@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,13 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
 
 from baseline import BaselineConfig, load_baseline, train_baseline  # noqa: E402
-from reconstruction_cache import CachedReconstruction  # noqa: E402
+from reconstruction_cache import centre_crop_reconstruction  # noqa: E402
 
 import apncli.data.reconstruct as reconstruct  # noqa: E402
 from apncli.data.augment import AugmentConfig, Perturbation  # noqa: E402
-from apncli.data.layouts import list_layout  # noqa: E402
+from apncli.data.layouts import list_layout, training_samples  # noqa: E402
 from apncli.engine import checkpoint  # noqa: E402
-from apncli.engine.detector import Detector, aggregate  # noqa: E402
+from apncli.engine.detector import Detector  # noqa: E402
+from apncli.training.dataset import FakeSource, split_holdout  # noqa: E402
 from apncli.training.evaluation import score_samples  # noqa: E402
 from apncli.training.losses import LossWeights  # noqa: E402
 from apncli.training.metrics import bootstrap_ci, roc_auc, tpr_at_fpr  # noqa: E402
@@ -71,18 +71,25 @@ RECIPE: dict[str, Any] = {
     "recon_size": 160,
     "augment": AugmentConfig(compress_prob=0.8, quality=(60, 100), webp_share=0.25, blur_prob=0.2,
                              blur_sigma=(0.2, 1.2), downscale_prob=0.3, downscale_range=(0.5, 1.0)),
-    # passes over the training files (plus their reconstructions in the +taef2 variants, 1370 items per
-    # epoch instead of 881): what two shared CPU cores allowed in about an hour for all runs together
-    "epochs": {"apn": 8, "apn+taef2": 1, "cnn": 8, "cnn+taef2": 3},
+    # Passes over the training files (plus their reconstructions in the +taef2 variants: 1370 items per
+    # epoch instead of 881), the same for every variant. Pilot (validation AUC only): with a constant rate
+    # it swung 0.64-0.89 between epochs; a x0.1 decay after two thirds of the epochs held it at 0.84-0.87.
+    "epochs": 12,
+    "lr_decay_after_epochs": 8,
+    # Not used: a moving average of the weights (EMA 0.99, ~2-epoch horizon) held validation AUC at
+    # 0.61-0.69 over epochs 1-7 where the raw weights reached 0.64-0.89 (pilot, 2026-11-25).
     # Measured in two pilots (reference weights, all 1; then gen=se1=0.1): from scratch the feature
     # alignment terms win — ||f_art_spatial - f_art_freq||^2 is minimised by shrinking both features, the
     # three heads' cross-entropies became identical and stayed at chance (0.68-0.74 after 110 steps) and
     # the validation AUC went 0.67 -> 0.55. The paper starts from ImageNet backbones, where this collapse
-    # does not pay. So the implicit-purification terms (alignment, CLUB) are off; explicit purification
-    # (band split, subspace projection), the three classification terms, band validity and pull remain.
+    # does not pay. So the alignment terms are off; explicit purification (band split, subspace
+    # projection), the three classification terms, band validity and pull remain. The CLUB term (content
+    # purification by mutual information) was not part of that collapse: variant apn+mi measures it.
     "loss_weights": "gen=0,se1=0,se2=0,se3=0,mi=0",
+    "variant_loss_weights": {"apn+mi": "mi=0.1"},
 }
-VARIANTS = ("apn", "apn+taef2", "cnn", "cnn+taef2")
+VARIANTS = ("apn", "apn+mi", "apn+taef2", "cnn", "cnn+taef2")
+VARIANT_NOTES = {"apn+taef2": " + TAEF2 reconstructions", "apn+mi": ", CLUB purification"}
 EVAL_SETS = ("unseen-diffusion", "gan-thumbnails")
 CONDITIONS = {"as-is": None, "jpeg85": Perturbation.parse("jpeg:85")}
 N_BOOT = 1000
@@ -95,19 +102,19 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------------------- training
 
 
-def recon_source(work: Path, taef2_dir: Path) -> CachedReconstruction:
+def recon_source(work: Path, taef2_dir: Path) -> FakeSource:
     enc, dec = taef2_dir / reconstruct.ENCODER_FILE, taef2_dir / reconstruct.DECODER_FILE
-    return CachedReconstruction(work / "taef2-cache", RECIPE["recon_size"],
-                                lambda: reconstruct.make_reconstruction_source(RECON_SPEC, encoder_path=enc,
-                                                                               decoder_path=dec))
+    model = reconstruct.make_reconstruction_source(RECON_SPEC, encoder_path=enc, decoder_path=dec)
+    return centre_crop_reconstruction(work / "taef2-cache", RECIPE["recon_size"], model)
 
 
 @contextlib.contextmanager
-def cached_reconstruction(source: CachedReconstruction) -> Iterator[None]:
-    """Make the trainer's ``--fakes reconstruct:taef2`` use the cached centre-crop reconstructions.
+def cached_reconstruction(source: FakeSource) -> Iterator[None]:
+    """Make the trainer's ``--fakes reconstruct:taef2`` use the recipe's centre-crop reconstructions.
 
-    The trainer builds its sources through ``apncli.data.reconstruct.make_reconstruction_source``; the
-    uncached one re-runs the autoencoder on the whole photo at every draw (seconds per image on CPU).
+    The trainer builds its sources through ``apncli.data.reconstruct.make_reconstruction_source`` and would
+    reconstruct each whole photo once per run (seconds per photo on CPU); the recipe's memo is shared by
+    every variant instead.
     """
     original = reconstruct.make_reconstruction_source
     reconstruct.make_reconstruction_source = lambda spec, **_: source  # type: ignore[assignment]
@@ -117,7 +124,15 @@ def cached_reconstruction(source: CachedReconstruction) -> Iterator[None]:
         reconstruct.make_reconstruction_source = original  # type: ignore[assignment]
 
 
-def train_apn(variant: str, data: Path, work: Path, source: CachedReconstruction, command: str) -> Path:
+def decay_step(data: Path, variant: str) -> int:
+    """Iterations until the x0.1 learning-rate decay: ``lr_decay_after_epochs`` epochs of this variant."""
+    split = split_holdout(training_samples("folder", data / "train", None), RECIPE["val_fraction"],
+                          RECIPE["seed"])
+    items = len(split.train) + (sum(s.label == 0 for s in split.train) if variant.endswith("+taef2") else 0)
+    return RECIPE["lr_decay_after_epochs"] * (items // RECIPE["batch_size"])
+
+
+def train_apn(variant: str, data: Path, work: Path, source: FakeSource, command: str) -> Path:
     out = work / variant
     if (out / "model.safetensors").is_file():
         log(f"{variant}: already trained ({out})")
@@ -125,10 +140,12 @@ def train_apn(variant: str, data: Path, work: Path, source: CachedReconstruction
     fakes = (RECON_SPEC,) if variant.endswith("+taef2") else ()
     cfg = TrainConfig(
         dataset="folder", data_root=data / "train", out=out, model=RECIPE["model"], crop=RECIPE["crop"],
-        epochs=RECIPE["epochs"][variant], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+        epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+        step_size=decay_step(data, variant),
         seed=RECIPE["seed"], val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
         club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=fakes, augment=RECIPE["augment"],
-        loss_weights=LossWeights.parse(RECIPE["loss_weights"]),
+        loss_weights=LossWeights.parse(",".join([RECIPE["loss_weights"],
+                                                 RECIPE["variant_loss_weights"].get(variant, "")])),
         name=f"{SHIP_NAME}-{variant}", command=command, progress=False,
         resume=out if (out / "state-last.safetensors").is_file() else None,  # continue an interrupted run
     )
@@ -140,15 +157,15 @@ def train_apn(variant: str, data: Path, work: Path, source: CachedReconstruction
     return result.model_path
 
 
-def train_cnn(variant: str, data: Path, work: Path, source: CachedReconstruction) -> Path:
+def train_cnn(variant: str, data: Path, work: Path, source: FakeSource) -> Path:
     out = work / variant
     if (out / "baseline.json").is_file():
         log(f"{variant}: already trained ({out})")
         return out
     sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
     cfg = BaselineConfig(data_root=data / "train", out=out, crop=RECIPE["crop"],
-                         epochs=RECIPE["epochs"][variant], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-                         seed=RECIPE["seed"],
+                         epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+                         step_size=decay_step(data, variant), seed=RECIPE["seed"],
                          val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
                          augment=RECIPE["augment"], fake_sources=sources)
     log(f"{variant}: training the plain-CNN baseline (epochs {cfg.epochs})")
@@ -197,36 +214,14 @@ def _summary(paths: list[str], labels: np.ndarray, scores: np.ndarray, threshold
     }
 
 
-def scorer(detector: Detector) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """``detector.predict``, minus APN's semantic band head when the model can skip it.
-
-    The logits never depend on the artifact-irrelevant branch, so ``irrelevant=False`` gives the same
-    scores for about two thirds of the work; checked against ``Detector.predict`` before use.
-    """
-    if "irrelevant" not in inspect.signature(detector.model.forward).parameters:
-        return lambda imgs: detector.predict(imgs, batch_size=32)
-
-    def predict(images: list[np.ndarray]) -> np.ndarray:
-        per_image = [detector.crops_of(image) for image in images]
-        flat = [crop for crops in per_image for crop in crops]
-        parts = []
-        for i in range(0, len(flat), 32):
-            with torch.inference_mode():
-                logits = detector.model(detector._to_input(flat[i:i + 32]), irrelevant=False).logits
-            parts.append(torch.softmax(logits.float(), dim=1)[:, 1].double().cpu().numpy())
-        return aggregate(np.concatenate(parts), [len(crops) for crops in per_image])
-
-    probe = [np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)]
-    if not np.allclose(predict(probe), detector.predict(probe), atol=1e-5):
-        raise RuntimeError("fast scoring disagrees with Detector.predict")
-    return predict
-
-
 def evaluate(variant: str, detector: Detector, data: Path, work: Path) -> dict[str, Any]:
     """Score every eval image under each condition (scores cached per variant) and summarise."""
     threshold = detector.info.threshold
     band = detector.info.inconclusive_band or (threshold, threshold)
-    predict = scorer(detector)
+
+    def predict(images: list[np.ndarray]) -> np.ndarray:
+        return detector.predict(images, batch_size=32)
+
     results: dict[str, Any] = {}
     for set_name in EVAL_SETS:
         samples = _eval_samples(data / "eval" / set_name)
@@ -317,7 +312,7 @@ def ship(variant: str, work: Path, evaluation: dict[str, Any], command: str) -> 
     registry[SHIP_NAME] = {
         "kind": "detector", "file": SHIP_FILE, "default": True,
         "description": "APN lite, 128-px crops, trained on 5 2022-era diffusion/VQGAN generators"
-                       + (" + TAEF2 reconstructions" if variant.endswith("+taef2") else "")
+                       + VARIANT_NOTES.get(variant, "")
                        + " (see weights/README.md)",
         "license": "research use (training data: ImageNet research terms, public generator samples)",
     }

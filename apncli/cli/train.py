@@ -84,6 +84,9 @@ def train_command(
         1e-7, "--base-lr", min=0.0, help="Learning rate of the decomposition bases."
     ),
     club_lr: float = typer.Option(1e-5, "--club-lr", min=0.0, help="Learning rate of the CLUB estimator."),
+    lr_step: int = typer.Option(
+        30000, "--lr-step", min=1, help="Iterations between learning-rate decays (x0.1; the paper: 30000)."
+    ),
     club_steps: int = typer.Option(3, "--club-steps", min=0, help="CLUB updates per detector step."),
     club_data: str = typer.Option(
         "fresh",
@@ -203,6 +206,7 @@ def train_command(
         lr=lr,
         base_lr=base_lr,
         club_lr=club_lr,
+        step_size=lr_step,
         club_steps=club_steps,
         club_data=club_data,
         mi_variables=mi_variables,

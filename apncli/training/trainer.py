@@ -8,8 +8,9 @@ LinearLR warm-up chained with a StepLR decay, stepped every iteration.
 Outputs in ``--out``: ``state-last.safetensors`` (everything needed to resume exactly, rewritten
 atomically after every epoch, every ``save_every`` steps and on interruption), ``best-weights.safetensors``
 (weights only, of the best epoch by validation AUC), ``metrics.jsonl`` (step and epoch records),
-``train.log`` and the final self-describing ``model.safetensors`` (engine checkpoint format, threshold
-calibrated on held-back files), which ``apn scan --weights`` loads unchanged.
+``train.log``, the final self-describing ``model.safetensors`` (engine checkpoint format, threshold
+calibrated on held-back files), which ``apn scan --weights`` loads unchanged, and with ``--fakes``
+``fakes-cache/`` (each real photo's synthesised fake, made once per run instead of once per epoch).
 
 Choices worth knowing:
 
@@ -66,9 +67,10 @@ from apncli.training.losses import MI_VARIABLES, LossWeights, detector_loss, mi_
 from apncli.training.metrics import detection_report
 from apncli.training.state import load_state, save_state
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "lr_schedule", "train"]
 
 STATE_FILE = "state-last.safetensors"
+FAKES_CACHE = "fakes-cache"
 BEST_FILE = "best-weights.safetensors"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
@@ -210,10 +212,17 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step_size: int) -> ChainedScheduler:
-    """LinearLR warm-up (start factor 1/3 over 20 iterations) chained with StepLR, stepped every iteration."""
-    warm = LinearLR(optimizer, start_factor=cfg.warmup_start, total_iters=max(cfg.warmup_iters, 0))
-    decay = StepLR(optimizer, step_size=max(step_size, 1), gamma=cfg.gamma)
+def lr_schedule(
+    optimizer: torch.optim.Optimizer,
+    step_size: int,
+    gamma: float = 0.1,
+    warmup_iters: int = 20,
+    warmup_start: float = 1.0 / 3.0,
+) -> ChainedScheduler:
+    """LinearLR warm-up (the reference: from 1/3 over 20 iterations) chained with StepLR, stepped every
+    iteration. Public so a comparison model (the recipe's plain-CNN baseline) can follow the same schedule."""
+    warm = LinearLR(optimizer, start_factor=warmup_start, total_iters=max(warmup_iters, 0))
+    decay = StepLR(optimizer, step_size=max(step_size, 1), gamma=gamma)
     return ChainedScheduler([warm, decay])
 
 
@@ -263,6 +272,8 @@ class _Run:
         self.epoch_loss = [0.0, 0]  # running sum and count of this epoch's step losses (resumable)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
+        self.earlier_seconds = 0.0  # training time of the sessions before a --resume
+        self.session_start = time.monotonic()
         self._validate_cfg()
 
     # -- logging ----------------------------------------------------------------------------------------
@@ -312,13 +323,14 @@ class _Run:
             if not spec.startswith("reconstruct:"):
                 raise UsageError(f"unknown --fakes source {spec!r}; supported: reconstruct:<autoencoder>")
             try:
-                from apncli.data.reconstruct import make_reconstruction_source
+                from apncli.data.reconstruct import DiskMemo, make_reconstruction_source
             except ImportError as exc:
                 raise UsageError(
                     f"--fakes {spec} needs apncli.data.reconstruct, which is not available "
                     f"in this installation ({exc})"
                 ) from None
-            sources[spec] = make_reconstruction_source(spec)
+            tag = spec.replace(":", "-")
+            sources[spec] = DiskMemo(make_reconstruction_source(spec), self.out / FAKES_CACHE, tag)
         return sources
 
     def _setup(self) -> None:
@@ -374,12 +386,14 @@ class _Run:
                 {"params": model.base_parameters(), "lr": c.base_lr, "name": "decomposition_bases"},
             ]
         )
-        self.scheduler = _schedule(self.optimizer, c, c.step_size)
+        self.scheduler = lr_schedule(self.optimizer, c.step_size, c.gamma, c.warmup_iters, c.warmup_start)
         pairs = 1 if c.mi_variables == "fused" else 2
         dim, hidden = self.config.feature_dim, c.club_hidden or self.config.feature_dim
         self.clubs = nn.ModuleList([CLUB(dim, dim, hidden) for _ in range(pairs)]).to(self.device)
         self.club_optimizer = Adam(self.clubs.parameters(), lr=c.club_lr)
-        self.club_scheduler = _schedule(self.club_optimizer, c, c.club_step_size)
+        self.club_scheduler = lr_schedule(
+            self.club_optimizer, c.club_step_size, c.gamma, c.warmup_iters, c.warmup_start
+        )
         self.amp_dtype = autocast_dtype(self.device) if (c.amp and self.device.type == "cuda") else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -443,6 +457,7 @@ class _Run:
                 "epoch_loss": self.epoch_loss,
             },
             "best": {"metric": self.best_metric, "epoch": self.best_epoch},
+            "seconds": self._seconds(),
             "history": self.history,
             "skipped": list(self.skipped)[-_MAX_REPORTED_ERRORS:],
             "run": self.cfg.to_dict(),
@@ -484,13 +499,15 @@ class _Run:
             self._load_training_state(state)
         except (KeyError, ValueError, RuntimeError) as exc:  # e.g. a state written by another apn version
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"--resume {where}: the saved state does not fit this version of apn ({first})"
-                             ) from None
+            raise UsageError(
+                f"--resume {where}: the saved state does not fit this version of apn ({first})"
+            ) from None
         p = state["progress"]
         self.epoch, self.step_in_epoch = int(p["epoch"]), int(p["step_in_epoch"])
         self.global_step, self.club_batches = int(p["global_step"]), int(p["club_batches"])
         self.epoch_loss = [float(p["epoch_loss"][0]), int(p["epoch_loss"][1])]
         self.best_metric, self.best_epoch = state["best"]["metric"], state["best"]["epoch"]
+        self.earlier_seconds = float(state.get("seconds", 0.0))
         self.history, self.skipped = list(state["history"]), dict.fromkeys(state["skipped"])
         self._trim_metrics_log()
         self.log(
@@ -687,12 +704,12 @@ class _Run:
                 f"({len(self.split.train)} files, {len(self.dataset)} items; val {len(self.split.val)}, "
                 f"calibration {len(self.split.calib)}) on {self.device} x{self.ctx.world_size}"
             )
-        started = time.monotonic()
+        self.session_start = time.monotonic()
         interrupted = stopped = False
         with _Stop() as stop:
             while self.epoch < self.cfg.epochs and not stopped:
                 stopped, interrupted = self._run_epoch(stop)
-        result = self._finish(interrupted, time.monotonic() - started)
+        result = self._finish(interrupted, self._seconds())
         if interrupted:
             raise KeyboardInterrupt
         return result
@@ -787,6 +804,10 @@ class _Run:
         )
         if self.best_epoch is None and not interrupted and self.ctx.is_main:
             self._save_best()  # no finished epoch yet: the current weights are all there is
+
+    def _seconds(self) -> float:
+        """Training time of the whole run, summed over interrupted and resumed sessions."""
+        return self.earlier_seconds + time.monotonic() - self.session_start
 
     def _end_epoch(self, started: float) -> None:
         self._gather_skipped()

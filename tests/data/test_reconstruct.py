@@ -121,3 +121,24 @@ def test_bad_arguments(weights_dir: Path) -> None:
         Reconstructor(_Identity(64), tile=32, overlap=32)
     with pytest.raises(ValueError, match="uint8"):
         Reconstructor(_Identity(64))(np.zeros((8, 8), np.uint8))
+
+
+def test_disk_memo_synthesises_each_photo_once(tmp_path: Path) -> None:
+    """Training draws every real each epoch; the memo runs the (slow) source once per distinct photo."""
+    calls: list[tuple[int, ...]] = []
+
+    def invert(rgb: np.ndarray) -> np.ndarray:
+        calls.append(rgb.shape)
+        return 255 - rgb
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) for _ in range(2))
+    memo = reconstruct.DiskMemo(invert, tmp_path / "cache", tag="invert")
+    for _ in range(3):
+        assert np.array_equal(memo(a), 255 - a) and np.array_equal(memo(b), 255 - b)
+    assert len(calls) == 2
+    assert np.array_equal(memo(a.reshape(30, 20, 3)), 255 - a.reshape(30, 20, 3)) and len(calls) == 3
+    memo.path_for(a).write_bytes(b"torn")  # an unreadable entry is recomputed and rewritten
+    assert np.array_equal(memo(a), 255 - a) and len(calls) == 4
+    assert np.array_equal(memo(a), 255 - a) and len(calls) == 4
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".png"] * 3  # no temp files left

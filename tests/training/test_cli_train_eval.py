@@ -9,6 +9,7 @@ from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 from typer.testing import CliRunner
 
 from apncli.cli.app import app
+from apncli.engine.checkpoint import read_metadata
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
@@ -25,10 +26,12 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
             *_train_args(data, out),
             *TINY_TRAIN_FLAGS,
             *("--epochs", "1", "--max-steps", "2", "--club-data", "reuse", "--val-fraction", "0.25"),
-            *("--quality", "70-95", "--loss-weights", "pull=0.5"),
+            *("--quality", "70-95", "--loss-weights", "pull=0.5", "--lr-step", "1"),
         ],
     )
     assert result.exit_code == 0, result.output
+    hyper = read_metadata(out / "model.safetensors")["training"]["hyperparameters"]
+    assert hyper["step_size"] == 1
     assert result.stdout.strip().splitlines()[-1] == str(out / "model.safetensors")
     assert "summary" in result.stderr and (out / "model.safetensors").is_file()
 
@@ -55,6 +58,8 @@ def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
     data = make_folder_dataset(tmp_path / "data", n=2)
     bad = runner.invoke(app, [*_train_args(data, tmp_path / "o"), "--loss-weights", "nope=1"])
     assert bad.exit_code != 0 and "nope" in str(bad.exception or bad.output)
+    bad = runner.invoke(app, [*_train_args(data, tmp_path / "o"), "--lr-step", "0"])
+    assert bad.exit_code == 2 and "--lr-step" in bad.output
     bad = runner.invoke(
         app,
         ["eval", "--dataset", "folder", "--data-root", str(data), "--weights", "x", "--perturb", "sharpen:2"],

@@ -125,6 +125,20 @@ def test_resuming_an_incompatible_state_is_a_clear_error(data: Path, full_run, t
         train(_cfg(data, tmp_path / "new", resume=broken))
 
 
+def test_training_time_adds_up_over_resumed_sessions(data: Path, tmp_path: Path) -> None:
+    """The checkpoint's training seconds cover every session, not only the one after the last --resume."""
+    from apncli.training.state import save_state
+
+    out = tmp_path / "run"
+    train(_cfg(data, out, epochs=1, max_steps=1))
+    state = load_state(out / "state-last.safetensors")
+    assert 0 < state["seconds"] < 600
+    state["seconds"] = 5000.0  # as if the first session had trained for well over an hour
+    save_state(out / "state-last.safetensors", state)
+    train(_cfg(data, out, epochs=1, resume=out))
+    assert 5000 < read_metadata(out / "model.safetensors")["training"]["seconds"] < 5600
+
+
 def test_unreadable_files_are_skipped_and_reported(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "data", n=8)
     (root / "real" / "zero.png").write_bytes(b"")
@@ -157,10 +171,18 @@ def test_semantic_teacher_turns_on_se2_and_se3(data: Path, tmp_path: Path) -> No
 def test_extra_fakes_hook(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import apncli.data.reconstruct as reconstruct
 
-    monkeypatch.setattr(reconstruct, "make_reconstruction_source", lambda spec: lambda rgb: rgb[::-1].copy())
+    calls = []
+
+    def flip(rgb: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return rgb[::-1].copy()
+
+    monkeypatch.setattr(reconstruct, "make_reconstruction_source", lambda spec: flip)
     out = tmp_path / "out"
-    train(_cfg(data, out, epochs=1, max_steps=1, fakes=("reconstruct:taef2",), club_data="reuse"))
+    fakes = ("reconstruct:taef2",)
+    train(_cfg(data, out, epochs=3, fakes=fakes, club_data="reuse", augment=AugmentConfig.off()))
     assert "16 files, 24 items" in (out / "train.log").read_text()  # one processed copy per real
+    assert len(calls) == 8 and len(list((out / "fakes-cache").glob("*.png"))) == 8  # once per real, not epoch
     with pytest.raises(UsageError, match="unknown --fakes"):
         train(_cfg(data, tmp_path / "o2", fakes=("diffusion:sd",)))
     monkeypatch.setitem(sys.modules, "apncli.data.reconstruct", None)
