@@ -48,7 +48,7 @@ from apncli.data.augment import AugmentConfig, Perturbation  # noqa: E402
 from apncli.data.layouts import list_layout, training_samples  # noqa: E402
 from apncli.engine import checkpoint  # noqa: E402
 from apncli.engine.detector import Detector  # noqa: E402
-from apncli.training.dataset import FakeSource, split_holdout  # noqa: E402
+from apncli.training.dataset import FakeSource, TrainDataset, split_holdout  # noqa: E402
 from apncli.training.evaluation import score_samples  # noqa: E402
 from apncli.training.losses import LossWeights  # noqa: E402
 from apncli.training.metrics import bootstrap_ci, roc_auc, tpr_at_fpr  # noqa: E402
@@ -124,11 +124,15 @@ def cached_reconstruction(source: FakeSource) -> Iterator[None]:
         reconstruct.make_reconstruction_source = original  # type: ignore[assignment]
 
 
-def decay_step(data: Path, variant: str) -> int:
-    """Iterations until the x0.1 learning-rate decay: ``lr_decay_after_epochs`` epochs of this variant."""
+def decay_step(data: Path, variant: str, source: FakeSource) -> int:
+    """Iterations until the x0.1 learning-rate decay: ``lr_decay_after_epochs`` epochs of this variant.
+
+    The epoch length comes from the trainers' own ``TrainDataset`` (nothing is decoded to build it).
+    """
     split = split_holdout(training_samples("folder", data / "train", None), RECIPE["val_fraction"],
                           RECIPE["seed"])
-    items = len(split.train) + (sum(s.label == 0 for s in split.train) if variant.endswith("+taef2") else 0)
+    sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
+    items = len(TrainDataset(split.train, RECIPE["crop"], RECIPE["augment"], RECIPE["seed"], sources))
     return RECIPE["lr_decay_after_epochs"] * (items // RECIPE["batch_size"])
 
 
@@ -141,7 +145,7 @@ def train_apn(variant: str, data: Path, work: Path, source: FakeSource, command:
     cfg = TrainConfig(
         dataset="folder", data_root=data / "train", out=out, model=RECIPE["model"], crop=RECIPE["crop"],
         epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-        step_size=decay_step(data, variant),
+        step_size=decay_step(data, variant, source),
         seed=RECIPE["seed"], val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
         club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=fakes, augment=RECIPE["augment"],
         loss_weights=LossWeights.parse(",".join([RECIPE["loss_weights"],
@@ -165,7 +169,7 @@ def train_cnn(variant: str, data: Path, work: Path, source: FakeSource) -> Path:
     sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
     cfg = BaselineConfig(data_root=data / "train", out=out, crop=RECIPE["crop"],
                          epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-                         step_size=decay_step(data, variant), seed=RECIPE["seed"],
+                         step_size=decay_step(data, variant, source), seed=RECIPE["seed"],
                          val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
                          augment=RECIPE["augment"], fake_sources=sources)
     log(f"{variant}: training the plain-CNN baseline (epochs {cfg.epochs})")

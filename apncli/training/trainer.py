@@ -71,6 +71,10 @@ __all__ = ["TrainConfig", "TrainResult", "lr_schedule", "train"]
 
 STATE_FILE = "state-last.safetensors"
 FAKES_CACHE = "fakes-cache"
+# The reference schedule, shared by TrainConfig's defaults and lr_schedule's (the recipe's baseline uses it)
+WARMUP_ITERS = 20
+WARMUP_START = 1.0 / 3.0
+LR_GAMMA = 0.1
 BEST_FILE = "best-weights.safetensors"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
@@ -97,11 +101,11 @@ class TrainConfig:
     club_data: str = "fresh"
     club_hidden: int | None = None
     mi_variables: str = "fused"
-    warmup_iters: int = 20
-    warmup_start: float = 1.0 / 3.0
+    warmup_iters: int = WARMUP_ITERS
+    warmup_start: float = WARMUP_START
     step_size: int = 30000
     club_step_size: int = 20000
-    gamma: float = 0.1
+    gamma: float = LR_GAMMA
     seed: int = 0
     val_fraction: float = 0.1
     val_max: int = 5000
@@ -215,9 +219,9 @@ def _json_safe(obj: Any) -> Any:
 def lr_schedule(
     optimizer: torch.optim.Optimizer,
     step_size: int,
-    gamma: float = 0.1,
-    warmup_iters: int = 20,
-    warmup_start: float = 1.0 / 3.0,
+    gamma: float = LR_GAMMA,
+    warmup_iters: int = WARMUP_ITERS,
+    warmup_start: float = WARMUP_START,
 ) -> ChainedScheduler:
     """LinearLR warm-up (the reference: from 1/3 over 20 iterations) chained with StepLR, stepped every
     iteration. Public so a comparison model (the recipe's plain-CNN baseline) can follow the same schedule."""
