@@ -141,7 +141,10 @@ def train_command(
     ),
     log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between metrics.jsonl step records."),
     fakes: list[str] = typer.Option(
-        [], "--fakes", help="Extra fakes made from the reals, e.g. reconstruct:taef2 (repeatable)."
+        [],
+        "--fakes",
+        help="Extra fakes made from the reals, each trained beside its aligned real, e.g. "
+        "reconstruct:taef2 (repeatable).",
     ),
     no_augment: bool = typer.Option(
         False, "--no-augment", help="No augmentation (the paper's released setting)."

@@ -34,9 +34,20 @@ def pad_to(arr: np.ndarray, size: int) -> np.ndarray:
 
 def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
     """The central ``size``×``size`` window (padding first if needed): the deterministic evaluation crop."""
-    canvas = pad_to(arr, size)
-    height, width = canvas.shape[:2]
-    return extract(canvas, (height - size) // 2, (width - size) // 2, size)
+    return center_window(pad_to(arr, size), size, size)
+
+
+def center_window(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The central ``height``×``width`` window, as a view; refuses a window larger than the array.
+
+    It is where ``center_crop`` takes its window from, so a source that centre-crops before processing can
+    be matched pixel for pixel on the unprocessed image.
+    """
+    full_h, full_w = arr.shape[:2]
+    if height > full_h or width > full_w:
+        raise ValueError(f"a {height}x{width} window does not fit the {full_h}x{full_w} image")
+    y, x = (full_h - height) // 2, (full_w - width) // 2
+    return arr[y : y + height, x : x + width]
 
 
 def random_crop(arr: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -76,14 +76,19 @@ def split_holdout(samples: Sequence[Sample], fraction: float, seed: int) -> Hold
 class _Item:
     sample: Sample
     label: int
-    source: str | None  # name of an extra fake source applied to this (real) file, or None
+    source: str | None  # the extra fake source this item belongs to (its fake or its real view), or None
+    pair: int | None = None  # both items of an aligned pair draw augmentation and crop from this key
 
 
 class TrainDataset(Dataset):
     """Decoded, augmented, randomly cropped training images as BGR float tensors in [0, 1].
 
-    ``fake_sources`` adds one AI-processed copy of every real file per source (labelled fake), so e.g.
-    ``--fakes reconstruct:taef2`` doubles the fakes with content-matched ones.
+    ``fake_sources`` adds an *aligned pair* per real file and source: the AI-processed copy (labelled fake)
+    and the same region of the real file (labelled real), both given identical augmentation and crop. The
+    two crops then show the same content at the same place and differ only in the source's traces, which
+    is what ``--fakes reconstruct:taef2`` is for; and the classes stay balanced instead of the extra fakes
+    outnumbering the reals. A source may return a centre window of its input (smaller than it, never
+    larger): the real view is then that window.
     """
 
     def __init__(
@@ -103,7 +108,9 @@ class TrainDataset(Dataset):
         self.fake_sources = dict(fake_sources or {})
         items = [_Item(s, s.label, None) for s in samples]
         for name in sorted(self.fake_sources):
-            items += [_Item(s, 1, name) for s in samples if s.label == 0]
+            for real in (s for s in samples if s.label == 0):
+                pair = len(items)
+                items += [_Item(real, 1, name, pair), _Item(real, 0, name, pair)]
         self.items = items
 
     def __len__(self) -> int:
@@ -117,14 +124,16 @@ class TrainDataset(Dataset):
         return [it.label for it in self.items]
 
     def generators(self) -> list[str]:
-        return [it.source or it.sample.generator for it in self.items]
+        return [it.source if it.source and it.label else it.sample.generator for it in self.items]
 
     def _load(self, index: int) -> torch.Tensor:
         item = self.items[index]
         rgb = decode_image(item.sample.path).pixels
         if item.source is not None:
-            rgb = self.fake_sources[item.source](rgb)
-        rng = np.random.default_rng([self.seed, self.stream, self.epoch, index])
+            fake = self.fake_sources[item.source](rgb)
+            rgb = fake if item.label == 1 else crop_ops.center_window(rgb, *fake.shape[:2])
+        key = index if item.pair is None else item.pair
+        rng = np.random.default_rng([self.seed, self.stream, self.epoch, key])
         rgb = augment(rgb, rng, self.augment_cfg, min_side=self.crop)
         crop = crop_ops.random_crop(crop_ops.pad_to(rgb, self.crop), self.crop, rng)
         return crop_ops.to_tensor_bgr([crop])[0]

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from apncli.data.crops import center_crop, extract, pad_to, random_crop, tile_positions, to_tensor_bgr
+from apncli.data.crops import (
+    center_crop,
+    center_window,
+    extract,
+    pad_to,
+    random_crop,
+    tile_positions,
+    to_tensor_bgr,
+)
 from apncli.data.images import decode_bytes
 
 # Modes a decoded file can start from, with a format that stores each.
@@ -100,6 +108,14 @@ def test_center_crop_is_centred() -> None:
     arr = np.zeros((10, 12, 3), np.uint8)
     arr[4:6, 5:7] = 255
     assert center_crop(arr, 2).min() == 255
+
+
+def test_center_window_is_where_center_crop_looks_and_refuses_to_grow() -> None:
+    arr = np.random.default_rng(0).integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    assert np.array_equal(center_window(arr, 16, 16), center_crop(arr, 16))
+    assert center_window(arr, 9, 30).shape == (9, 30, 3)
+    with pytest.raises(ValueError, match="does not fit"):
+        center_window(arr, 22, 10)
 
 
 def test_random_crop_is_reproducible_and_covers_the_image() -> None:

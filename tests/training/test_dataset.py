@@ -10,6 +10,7 @@ import torch
 from synthdata import write_images
 
 from apncli.data.augment import AugmentConfig
+from apncli.data.crops import center_window
 from apncli.data.layouts import Sample
 from apncli.training.dataset import ResumableSampler, TrainDataset, collate, split_holdout
 
@@ -63,19 +64,41 @@ def test_unreadable_file_is_replaced_and_reported(files: list[Sample]) -> None:
     assert batch.images.shape == (2, 3, 32, 32) and batch.errors == errors
 
 
-def test_extra_fake_sources_add_one_fake_per_real(files: list[Sample]) -> None:
-    ds = TrainDataset(
-        files, 32, AugmentConfig.off(), 0, fake_sources={"reconstruct:x": lambda rgb: 255 - rgb}
-    )
-    n_real = sum(s.label == 0 for s in files)
-    assert len(ds) == len(files) + n_real
-    assert ds.labels()[len(files) :] == [1] * n_real
-    assert ds.generators()[-1] == "reconstruct:x"
-    plain = TrainDataset(files, 32, AugmentConfig.off(), 0)
-    first_real = next(i for i, s in enumerate(files) if s.label == 0)
-    copy = len(files)  # the processed copy of the first real file comes right after the originals
-    assert ds.items[copy].sample == files[first_real]
-    assert not torch.equal(ds[copy][0], plain[first_real][0])
+def _readable_pairs(ds: TrainDataset, n_originals: int) -> list[tuple[int, int]]:
+    """(fake index, real-view index) of every aligned pair whose photo decodes."""
+    pairs = [(i, i + 1) for i in range(n_originals, len(ds), 2)]
+    return [(f, r) for f, r in pairs if ds.items[f].sample.path.name != "broken.png"]
+
+
+def test_extra_fake_sources_add_an_aligned_real_fake_pair_per_real(files: list[Sample]) -> None:
+    def negative_window(rgb: np.ndarray) -> np.ndarray:  # a source that processes a centre window
+        return 255 - center_window(rgb, 36, 38)
+
+    ds = TrainDataset(files, 32, AugmentConfig.off(), 0, fake_sources={"reconstruct:x": negative_window})
+    reals = [s for s in files if s.label == 0]
+    assert len(ds) == len(files) + 2 * len(reals)  # classes stay balanced: one real view per extra fake
+    assert ds.labels()[len(files) :] == [1, 0] * len(reals)
+    assert ds.generators()[len(files) :][:2] == ["reconstruct:x", "real"]
+    readable = _readable_pairs(ds, len(files))
+    assert len(readable) == len(reals) - 1
+    for fake_index, real_index in readable:
+        fake, _, used_fake, _ = ds[fake_index]
+        real, _, used_real, _ = ds[real_index]
+        assert (used_fake, used_real) == (fake_index, real_index)
+        # Same window of the same photo, same crop: the pair differs only in what the source did.
+        torch.testing.assert_close(fake, 1 - real, rtol=0, atol=1e-6)
+
+
+def test_aligned_pairs_share_every_augmentation_draw(files: list[Sample]) -> None:
+    strong = AugmentConfig(compress_prob=1.0, blur_prob=1.0, downscale_prob=1.0, downscale_range=(0.7, 0.9))
+    ds = TrainDataset(files, 32, strong, 3, fake_sources={"identity": lambda rgb: rgb.copy()})
+    ds.set_epoch(2)
+    pairs = _readable_pairs(ds, len(files))
+    assert pairs and all(torch.equal(ds[f][0], ds[r][0]) for f, r in pairs)
+    # The pair's draws are its own: the same photo as a plain training item gets other ones.
+    fake_index, _ = pairs[0]
+    plain = next(i for i, it in enumerate(ds.items) if it.sample == ds.items[fake_index].sample)
+    assert plain < len(files) and not torch.equal(ds[plain][0], ds[fake_index][0])
 
 
 def test_sampler_resumes_mid_epoch_and_ranks_partition_the_global_batch() -> None:

@@ -12,6 +12,7 @@ from apncli.training.metrics import (
     average_precision,
     bootstrap_ci,
     detection_report,
+    paired_difference_ci,
     roc_auc,
     roc_points,
     tpr_at_fpr,
@@ -82,3 +83,18 @@ def test_degenerate_inputs() -> None:
     with pytest.raises(ValueError):
         roc_auc([0, 1], [0.1])
     assert all(math.isnan(v) for v in bootstrap_ci([0, 1], [0.1, 0.2], roc_auc, n_boot=0))
+
+
+def test_paired_difference_sees_a_consistent_edge_that_separate_intervals_hide() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    weaker = rng.normal(size=200) + 0.8 * labels
+    stronger = weaker + 0.15 * labels  # the same images, every fake scored a little higher
+    _, hi_weak = bootstrap_ci(labels, weaker, roc_auc, 500, seed=1)
+    lo_strong, _ = bootstrap_ci(labels, stronger, roc_auc, 500, seed=1)
+    assert lo_strong < hi_weak  # the separate intervals overlap...
+    lo, hi = paired_difference_ci(labels, stronger, weaker, n_boot=500, seed=1)
+    assert 0 < lo < roc_auc(labels, stronger) - roc_auc(labels, weaker) < hi  # ...the paired one does not
+    assert paired_difference_ci(labels, weaker, weaker, n_boot=50) == (0.0, 0.0)
+    lo_rev, hi_rev = paired_difference_ci(labels, weaker, stronger, n_boot=500, seed=1)
+    assert (lo_rev, hi_rev) == pytest.approx((-hi, -lo))

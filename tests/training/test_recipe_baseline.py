@@ -1,4 +1,4 @@
-"""The default-model recipe's plain-CNN baseline (``recipes/baseline.py``) on tiny synthetic data.
+"""The default-model recipe's plain-CNN baseline (``recipes/baseline.py``) and its report, on tiny data.
 
 The recipe itself needs ``../shared/data``; its baseline must still train, calibrate and score through the
 product's Detector exactly as ``apn scan`` would, or the recipe's APN-vs-CNN comparison breaks late in a
@@ -38,3 +38,31 @@ def test_baseline_trains_calibrates_and_scores_like_scan(tmp_path: Path) -> None
     scores = detector.predict(images)
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
     assert detector.verdict(float(scores[0])) in {"real", "ai-generated", "inconclusive"}
+
+
+def test_recipe_reports_paired_differences_from_cached_scores(tmp_path: Path) -> None:
+    """The recipe compares the shipped run with each baseline on the same images (its report's last step)."""
+    import train_default as recipe
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    weak = rng.normal(size=80) + labels
+    runs = {"apn+taef2": weak + 0.5 * labels, "cnn": weak}
+    for variant, scores in runs.items():
+        for set_name in recipe.EVAL_SETS:
+            for cond in recipe.CONDITIONS:
+                path = tmp_path / "scores" / f"{variant}--{set_name}--{cond}.json"
+                path.parent.mkdir(exist_ok=True)
+                rows = {"paths": [f"{set_name}/{i}.png" for i in range(80)][::-1],  # order must not matter
+                        "labels": labels[::-1].tolist(), "scores": scores[::-1].tolist()}
+                path.write_text(json.dumps(rows))
+    result = recipe.compare(tmp_path, "apn+taef2", "cnn")
+    assert set(result) == {f"{s}/{c}" for s in recipe.EVAL_SETS for c in recipe.CONDITIONS}
+    first = result["unseen-diffusion/as-is"]
+    assert first["n"] == 80 and 0 < first["ci95"][0] < first["delta_auc"] < first["ci95"][1]
+    report = {"command": "python recipes/train_default.py --no-ship", "recipe": {"seed": 3},
+              "shipped": {"variant": "apn+taef2"}, "evaluation": {}, "runs": {},
+              "comparisons": {"cnn": result}}
+    text = recipe.markdown(report)
+    assert "Not shipped (`--no-ship`)" in text and "(seed 3)" in text
+    assert f"| cnn | unseen-diffusion | as-is | {first['delta_auc']:+.3f} [" in text

@@ -181,7 +181,7 @@ def test_extra_fakes_hook(data: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     out = tmp_path / "out"
     fakes = ("reconstruct:taef2",)
     train(_cfg(data, out, epochs=3, fakes=fakes, club_data="reuse", augment=AugmentConfig.off()))
-    assert "16 files, 24 items" in (out / "train.log").read_text()  # one processed copy per real
+    assert "16 files, 32 items" in (out / "train.log").read_text()  # an aligned real/fake pair per real
     assert len(calls) == 8 and len(list((out / "fakes-cache").glob("*.png"))) == 8  # once per real, not epoch
     with pytest.raises(UsageError, match="unknown --fakes"):
         train(_cfg(data, tmp_path / "o2", fakes=("diffusion:sd",)))
