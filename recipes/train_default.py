@@ -20,7 +20,8 @@ used to train, select epochs or set thresholds) relative to the repository. Step
    validates a different training distribution. Shipped: checkpoint in ``weights/``, registry entry,
    ``recipes/results/apn-lite-v1.{json,md}``.
 
-Finished steps are skipped on a rerun with the same ``--work`` folder (delete it to start over).
+Finished steps are skipped on a rerun with the same ``--work`` folder (delete it to start over); a folder
+made with other settings or an older revision of the recipe is refused (``recipe.json`` stamps it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ RECON_SPEC = "reconstruct:taef2"
 
 # Everything the shipped numbers depend on, in one place (the model card quotes it).
 RECIPE: dict[str, Any] = {
+    # Bumped when code outside this dict changes what a run produces, so an old --work folder is refused
+    # instead of silently reused (2: reconstruction fakes come as aligned real/fake pairs).
+    "revision": 2,
     "model": "lite",
     "crop": 128,
     "batch_size": 16,
@@ -79,9 +83,10 @@ RECIPE: dict[str, Any] = {
     "recon_size": 160,
     "augment": AugmentConfig(compress_prob=0.8, quality=(60, 100), webp_share=0.25, blur_prob=0.2,
                              blur_sigma=(0.2, 1.2), downscale_prob=0.3, downscale_range=(0.5, 1.0)),
-    # Passes over the training files (plus their reconstructions in the +taef2 variants: 1370 items per
-    # epoch instead of 881), the same for every variant. Pilot (validation AUC only): with a constant rate
-    # it swung 0.64-0.89 between epochs; a x0.1 decay after two thirds of the epochs held it at 0.84-0.87.
+    # Passes over the training files (plus an aligned real/reconstruction pair per training real in the
+    # +taef2 variants: 1859 items per epoch instead of 881), the same for every variant. Pilot (validation
+    # AUC only): with a constant rate it swung 0.64-0.89 between epochs; a x0.1 decay after two thirds of
+    # the epochs held it at 0.84-0.87.
     "epochs": 12,
     "lr_decay_after_epochs": 8,
     # Not used: a moving average of the weights (EMA 0.99, ~2-epoch horizon) held validation AUC at
@@ -370,6 +375,28 @@ def ship(variant: str, work: Path, evaluation: dict[str, Any], command: str) -> 
     return dest
 
 
+def recipe_record() -> dict[str, Any]:
+    return {k: (asdict(v) if isinstance(v, AugmentConfig) else v) for k, v in RECIPE.items()}
+
+
+def claim_work_folder(work: Path) -> str | None:
+    """Stamp ``work`` with the recipe, or say why it cannot be used (None when it can).
+
+    Finished steps are skipped by run name, so a folder holding runs made with other settings (or by an
+    older revision of the recipe) would be reused silently; it is refused instead.
+    """
+    stamp = work / "recipe.json"
+    current = json.dumps(recipe_record(), sort_keys=True)
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == current:
+        return None
+    if stamp.is_file() or any((work / v).exists() for v in VARIANTS):
+        return (f"{work} holds runs made with other recipe settings or an older recipe revision; "
+                "use a new --work folder (or delete this one)")
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current, encoding="utf-8")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -395,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         ev = evaluate("shipped", det, args.data, args.work / "eval-only")
         print(json.dumps(ev, indent=2))
         return 0
+    problem = claim_work_folder(args.work)
+    if problem:
+        log(problem)
+        return 2
     variants = [v for v in args.variants.split(",") if v]
     source = recon_source(args.work, args.taef2)
     for v in variants:
@@ -404,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             train_cnn(v, args.data, args.work, source)
     if args.train_only:
         return 0
-    report: dict[str, Any] = {"recipe": {k: (asdict(v) if isinstance(v, AugmentConfig) else v)
-                                         for k, v in RECIPE.items()},
-                              "command": command, "runs": {}, "evaluation": {}}
+    report: dict[str, Any] = {"recipe": recipe_record(), "command": command, "runs": {}, "evaluation": {}}
     for v in variants:
         report["runs"][v] = run_info(v, args.work)
         report["evaluation"][v] = evaluate(v, load_variant(v, args.work), args.data, args.work)

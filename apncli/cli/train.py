@@ -143,8 +143,8 @@ def train_command(
     fakes: list[str] = typer.Option(
         [],
         "--fakes",
-        help="Extra fakes made from the reals, each trained beside its aligned real, e.g. "
-        "reconstruct:taef2 (repeatable).",
+        help="Extra fakes made from the reals, each paired with an aligned real view (same crop and "
+        "augmentation), e.g. reconstruct:taef2 (repeatable).",
     ),
     no_augment: bool = typer.Option(
         False, "--no-augment", help="No augmentation (the paper's released setting)."

@@ -43,6 +43,8 @@ def center_window(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     It is where ``center_crop`` takes its window from, so a source that centre-crops before processing can
     be matched pixel for pixel on the unprocessed image.
     """
+    _check_size(height)
+    _check_size(width)
     full_h, full_w = arr.shape[:2]
     if height > full_h or width > full_w:
         raise ValueError(f"a {height}x{width} window does not fit the {full_h}x{full_w} image")

@@ -2,8 +2,9 @@
 distributed sampler, and batch collation that carries the names of unreadable files.
 
 Determinism is by construction rather than by process state: every sample's augmentation and crop are
-drawn from a generator seeded with (run seed, stream, epoch, index), so the same sample gets the same
-pixels whatever the number of loader workers, processes, or restarts. Resume then only needs the epoch and
+drawn from a generator seeded with (run seed, stream, epoch, index — or the pair's key, for the two items of
+an aligned pair), so the same sample gets the same pixels whatever the number of loader workers, processes,
+or restarts. Resume then only needs the epoch and
 the position in the sampler's permutation.
 """
 
@@ -107,6 +108,7 @@ class TrainDataset(Dataset):
         self.epoch = 0
         self.fake_sources = dict(fake_sources or {})
         items = [_Item(s, s.label, None) for s in samples]
+        self._n_plain = len(items)
         for name in sorted(self.fake_sources):
             for real in (s for s in samples if s.label == 0):
                 pair = len(items)
@@ -142,12 +144,27 @@ class TrainDataset(Dataset):
         """(image, label, index actually used, errors); a bad file is replaced by a deterministic other."""
         errors: list[str] = []
         for attempt in range(_MAX_SUBSTITUTES):
-            used = (index + attempt * _SUBSTITUTE_STRIDE) % len(self.items)
+            used = self._substitute(index, attempt)
             try:
                 return self._load(used), self.items[used].label, used, errors
             except Exception as exc:  # one bad file (or codec failure) must never end a long run
                 errors.append(f"{self.items[used].sample.path}: {one_line(exc)}")
         raise RuntimeError(f"{_MAX_SUBSTITUTES} files in a row could not be read; last: {errors[-1]}")
+
+    def _substitute(self, index: int, attempt: int) -> int:
+        """The item tried for ``index`` at retry ``attempt`` (0: itself), deterministic.
+
+        An aligned pair's item moves to the same role in another pair, so both halves of a pair whose photo
+        is unreadable are replaced by the two halves of one other pair, still aligned.
+        """
+        item = self.items[index]
+        if attempt == 0:
+            return index
+        if item.pair is None:
+            return (index + attempt * _SUBSTITUTE_STRIDE) % len(self.items)
+        n_pairs = (len(self.items) - self._n_plain) // 2
+        other = ((item.pair - self._n_plain) // 2 + attempt * _SUBSTITUTE_STRIDE) % n_pairs
+        return self._n_plain + 2 * other + (index - item.pair)
 
 
 @dataclass

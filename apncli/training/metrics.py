@@ -130,14 +130,23 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval, resampling reals and fakes separately so each replicate has both."""
     y, s = _check(labels, scores)
-    if n_boot <= 0 or y.size == 0:
-        return float("nan"), float("nan")
+    return _percentile_interval([metric(y[idx], s[idx]) for idx in _resamples(y, n_boot, seed)], level)
+
+
+def _resamples(labels: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """``n_boot`` bootstrap index sets, each drawing reals and fakes separately (with replacement)."""
+    if labels.size == 0:
+        return []
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in (0, 1)]
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups if g.size])
-        values[b] = metric(y[idx], s[idx])
+    groups = [np.flatnonzero(labels == c) for c in (0, 1)]
+    return [
+        np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups if g.size])
+        for _ in range(max(0, n_boot))
+    ]
+
+
+def _percentile_interval(replicates: list[float], level: float) -> tuple[float, float]:
+    values = np.asarray(replicates, dtype=np.float64)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return float("nan"), float("nan")
@@ -160,15 +169,10 @@ def paired_difference_ci(
     Why: two detectors scored on one small test set share its luck, so their separate intervals overlap
     even when one is reliably better; the paired difference says whether it is.
     """
-    _, a = _check(labels, scores_a)
+    y, a = _check(labels, scores_a)
     _, b = _check(labels, scores_b)
-
-    def difference(y: np.ndarray, index: np.ndarray) -> float:
-        rows = index.astype(np.int64)
-        return metric(y, a[rows]) - metric(y, b[rows])
-
-    # The resampled "scores" are row numbers, so one draw picks the same images for both detectors.
-    return bootstrap_ci(labels, np.arange(a.size, dtype=np.float64), difference, n_boot, seed, level)
+    replicates = [metric(y[idx], a[idx]) - metric(y[idx], b[idx]) for idx in _resamples(y, n_boot, seed)]
+    return _percentile_interval(replicates, level)
 
 
 def detection_report(

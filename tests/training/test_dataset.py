@@ -87,6 +87,12 @@ def test_extra_fake_sources_add_an_aligned_real_fake_pair_per_real(files: list[S
         assert (used_fake, used_real) == (fake_index, real_index)
         # Same window of the same photo, same crop: the pair differs only in what the source did.
         torch.testing.assert_close(fake, 1 - real, rtol=0, atol=1e-6)
+    # An unreadable photo's pair is replaced by one other pair, both halves, still aligned.
+    broken = next(i for i in range(len(files), len(ds), 2) if ds.items[i].sample.path.name == "broken.png")
+    (fake, fake_label, used_fake, errors), (real, real_label, used_real, _) = ds[broken], ds[broken + 1]
+    assert used_real == used_fake + 1 != broken + 1 and (fake_label, real_label) == (1, 0)
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    torch.testing.assert_close(fake, 1 - real, rtol=0, atol=1e-6)
 
 
 def test_aligned_pairs_share_every_augmentation_draw(files: list[Sample]) -> None:

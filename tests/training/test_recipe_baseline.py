@@ -66,3 +66,17 @@ def test_recipe_reports_paired_differences_from_cached_scores(tmp_path: Path) ->
     text = recipe.markdown(report)
     assert "Not shipped (`--no-ship`)" in text and "(seed 3)" in text
     assert f"| cnn | unseen-diffusion | as-is | {first['delta_auc']:+.3f} [" in text
+
+
+def test_recipe_refuses_a_work_folder_from_other_settings(tmp_path: Path, monkeypatch) -> None:
+    """Finished runs are reused by name, so a folder from other settings must be refused, not reused."""
+    import train_default as recipe
+
+    fresh = tmp_path / "fresh"
+    assert recipe.claim_work_folder(fresh) is None and (fresh / "recipe.json").is_file()
+    assert recipe.claim_work_folder(fresh) is None  # a rerun with the same settings resumes
+    monkeypatch.setitem(recipe.RECIPE, "seed", 99)
+    assert "other recipe settings" in recipe.claim_work_folder(fresh)
+    unstamped = tmp_path / "old"
+    (unstamped / "apn+taef2").mkdir(parents=True)  # runs from before the stamp existed
+    assert "older recipe revision" in recipe.claim_work_folder(unstamped)
