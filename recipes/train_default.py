@@ -244,7 +244,7 @@ def evaluate(variant: str, detector: Detector, data: Path, work: Path) -> dict[s
     for set_name in EVAL_SETS:
         samples = _eval_samples(data / "eval" / set_name)
         for cond, transform in CONDITIONS.items():
-            cache = work / "scores" / f"{variant}--{set_name}--{cond}.json"
+            cache = _scores_path(work, variant, set_name, cond)
             if cache.is_file():
                 rows = json.loads(cache.read_text(encoding="utf-8"))
             else:
@@ -265,8 +265,13 @@ def evaluate(variant: str, detector: Detector, data: Path, work: Path) -> dict[s
     return results
 
 
+def _scores_path(work: Path, variant: str, set_name: str, cond: str) -> Path:
+    """Where ``evaluate`` keeps one run's scores on one eval set and condition (``compare`` reads them)."""
+    return work / "scores" / f"{variant}--{set_name}--{cond}.json"
+
+
 def _cached_scores(work: Path, variant: str, set_name: str, cond: str) -> dict[str, tuple[int, float]]:
-    rows = json.loads((work / "scores" / f"{variant}--{set_name}--{cond}.json").read_text(encoding="utf-8"))
+    rows = json.loads(_scores_path(work, variant, set_name, cond).read_text(encoding="utf-8"))
     return {p: (y, s) for p, y, s in zip(rows["paths"], rows["labels"], rows["scores"], strict=True)}
 
 

@@ -4,8 +4,7 @@ distributed sampler, and batch collation that carries the names of unreadable fi
 Determinism is by construction rather than by process state: every sample's augmentation and crop are
 drawn from a generator seeded with (run seed, stream, epoch, index — or the pair's key, for the two items of
 an aligned pair), so the same sample gets the same pixels whatever the number of loader workers, processes,
-or restarts. Resume then only needs the epoch and
-the position in the sampler's permutation.
+or restarts. Resume then only needs the epoch and the position in the sampler's permutation.
 """
 
 from __future__ import annotations
