@@ -46,9 +46,9 @@ def _root(
 
 def _register_commands() -> None:
     """Import verb modules lazily so a missing optional module never breaks the others."""
-    from apncli.cli import models, scan
+    from apncli.cli import models, report, scan
 
-    for module in (scan, models):
+    for module in (scan, models, report):
         module.register(app)
     for optional in ("train", "evaluate", "explain"):
         try:

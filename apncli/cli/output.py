@@ -104,6 +104,28 @@ class CsvWriter:
         self.stream.flush()
 
 
+class TeeWriter:
+    """The same records to several writers, e.g. JSONL on stdout and ``--html`` at the end."""
+
+    def __init__(self, *writers: RecordWriter) -> None:
+        self.writers = writers
+
+    def write(self, record: dict[str, Any]) -> None:
+        for writer in self.writers:
+            writer.write(record)
+
+    def close(self) -> None:
+        """Close every writer, even when one fails (the first failure is raised afterwards)."""
+        failure: BaseException | None = None
+        for writer in self.writers:
+            try:
+                writer.close()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
 class TableWriter:
     """A Rich table printed at the end (people read it once the scan is done)."""
 

@@ -26,6 +26,7 @@ from apncli.cli import common, output
 from apncli.cli.common import ExitCode
 from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import UsageError, one_line
+from apncli.report import HtmlReportWriter
 
 if TYPE_CHECKING:  # the engine pulls in torch: import it only when a scan really runs (fast --help)
     from apncli.engine import Detector, ScanOptions, ScanRecord
@@ -68,21 +69,31 @@ def scan_command(
         None, "--explain-dir", help="Write an explanation figure (PNG) for every flagged image here."),
     decode_timeout: float = typer.Option(
         60.0, "--decode-timeout", min=0.1, help="Seconds before a stuck decode becomes an error record."),
+    shard: str | None = typer.Option(
+        None, "--shard", metavar="K/N", help="Scan only part K of N (a stable split by path; job arrays)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write an HTML report (see `apn report`)."),
 ) -> int:
+    from apncli.data.discover import Shard
     from apncli.engine import Detector, ScanOptions
 
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
     _check_out(out, paths, force=force, resume=resume, fmt=fmt)
+    if html is not None:
+        common.refuse_to_clobber(html, paths, force=force)
+    part = None if shard is None else Shard.parse(shard)
     detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
     done = _already_done(out, fmt) if resume else set()
     options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers, threshold=threshold,
                           decode_timeout_s=decode_timeout, skip=done.__contains__ if done else None,
-                          annotate=_provenance_annotator(trust_anchors) if provenance else None)
+                          annotate=_provenance_annotator(trust_anchors) if provenance else None,
+                          shard=part)
     run_manifest = build_manifest(detector, options, provenance)
     if manifest is not None:
         _write_new(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force, inputs=paths)
     with _open_sink(out, fmt, resume) as stream:
         writer = _make_writer(fmt, stream, run_manifest, resume, provenance)
+        if html is not None:
+            writer = output.TeeWriter(writer, HtmlReportWriter(html, run_manifest))
         counts = _run(detector, paths, options, writer, _figure_maker(detector, explain_dir, paths))
     return _exit_code(counts, resumed=bool(done))
 

@@ -10,6 +10,7 @@ deterministic: explicit paths in the order given, folder entries sorted by name,
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apncli.data.images import describe_os_error, is_image_name
+from apncli.errors import UsageError
 
 SYMLINK_LOOP = "symlink loop"
 
@@ -39,6 +41,36 @@ def display_path(path: str | bytes | os.PathLike[str]) -> str:
     except UnicodeError:  # a surrogate that no file system produced: escape it as text instead
         return os.fspath(path).encode("utf-8", errors="backslashreplace").decode("utf-8")
     return raw.decode("utf-8", errors="backslashreplace")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` (1-based, as ``split -n K/N``) of a scan split across machines.
+
+    A candidate belongs to the part picked by the SHA-256 of its path as discovered (the ``path`` of its
+    record), so the split depends neither on discovery order nor on the machine, and every candidate
+    lands in exactly one part as long as every part is run with the same arguments from the same folder.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` with 1 <= K <= N; raises ``UsageError`` otherwise."""
+        index, _, count = text.partition("/")
+        try:
+            shard = cls(int(index), int(count))
+        except ValueError:
+            raise UsageError(f"--shard must look like K/N (e.g. 2/8), not {text!r}") from None
+        if not 1 <= shard.index <= shard.count:
+            raise UsageError(f"--shard {text}: K must be between 1 and N")
+        return shard
+
+    def holds(self, path: str | bytes | os.PathLike[str]) -> bool:
+        """Whether the candidate at ``path`` belongs to this part."""
+        digest = hashlib.sha256(display_path(path).encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
 
 
 def discover(

@@ -19,6 +19,7 @@ _EXPORTS = {
     "ScanOptions": "apncli.engine.pipeline",
     "ScanRecord": "apncli.engine.pipeline",
     "scan": "apncli.engine.pipeline",
+    "score_candidates": "apncli.engine.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from apncli.data.discover import Candidate, discover, display_path
+from apncli.data.discover import Candidate, Shard, discover, display_path
 from apncli.data.images import decode_image
 from apncli.engine.detector import Detector
 from apncli.errors import ImageError, one_line
@@ -86,6 +86,7 @@ class ScanOptions:
     skip: Callable[[str], bool] | None = None  # e.g. files already in a resumed output
     annotate: Callable[[Path], dict[str, Any]] | None = None  # extra per-file fields (provenance)
     inference_threads: int | None = None  # forward passes run at once; None: one per usable core on CPU
+    shard: Shard | None = None  # scan only this part of the candidates (``--shard K/N``)
 
 
 #: Crops per forward pass when the caller does not say. On CPU small batches are fastest: the 2·K band
@@ -98,7 +99,18 @@ ACCELERATOR_BATCH = 16
 def scan(detector: Detector, paths: Iterable[str | Path], options: ScanOptions) -> Iterator[ScanRecord]:
     """Yield one record per candidate file, in discovery order, decoding ahead and scoring in parallel."""
     candidates = (c for c in discover([Path(p) for p in paths], recursive=options.recursive)
-                  if options.skip is None or not options.skip(display_path(c.path)))
+                  if (options.shard is None or options.shard.holds(c.path))
+                  and (options.skip is None or not options.skip(display_path(c.path))))
+    yield from score_candidates(detector, candidates, options)
+
+
+def score_candidates(detector: Detector, candidates: Iterable[Candidate],
+                     options: ScanOptions) -> Iterator[ScanRecord]:
+    """One record per already discovered candidate, in order: the part of ``scan`` after discovery.
+
+    For callers that discover (or distribute) files themselves, e.g. the Ray Data path; ``recursive``,
+    ``skip`` and ``shard`` of ``options`` are not applied here.
+    """
     with _single_threaded_ops(detector.device):
         yield from _Scan(detector, options).run(candidates)
 

@@ -1,0 +1,101 @@
+"""``apn scan --shard K/N`` and ``apn merge``: a scan split over machines and put back together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from apn_testing import write_image
+
+from apncli.data.discover import Shard
+from apncli.errors import UsageError
+
+
+@pytest.fixture()
+def folder(mixed_folder: Path) -> Path:
+    """The mixed folder plus enough images that every one of three shards gets some."""
+    for index in range(9):
+        write_image(mixed_folder / "sub" / f"extra{index}.png", seed=10 + index)
+    return mixed_folder
+
+
+def _sorted_lines(text: str) -> list[str]:
+    return sorted(text.splitlines(), key=lambda line: json.loads(line)["path"])
+
+
+def test_merged_shards_equal_one_scan_byte_for_byte(run_apn, tiny_weights: Path, folder: Path,
+                                                    tmp_path: Path) -> None:
+    whole = run_apn("scan", folder, "-r", "--jsonl", "--weights", tiny_weights)
+    parts = []
+    for index in (1, 2, 3):
+        part = tmp_path / f"part{index}.jsonl"
+        run_apn("scan", folder, "-r", "--weights", tiny_weights, "--shard", f"{index}/3", "--out", part)
+        assert part.read_text().strip(), "every shard of this folder holds some files"
+        parts.append(part)
+    merged = run_apn("merge", *parts)
+    assert merged.code == 0, merged.stderr
+    assert merged.stdout.splitlines() == _sorted_lines(whole.stdout)
+    assert len(merged.stdout.splitlines()) == 15
+
+
+def test_merge_reads_json_documents_and_writes_one(run_apn, tiny_weights: Path, folder: Path,
+                                                   tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.jsonl"
+    run_apn("scan", folder, "-r", "--weights", tiny_weights, "--shard", "1/2", "--out", first)
+    run_apn("scan", folder, "-r", "--weights", tiny_weights, "--shard", "2/2", "--out", second)
+    out = tmp_path / "merged.json"
+    assert run_apn("merge", first, second, "--out", out).code == 0
+    document = json.loads(out.read_text())
+    paths = [record["path"] for record in document["records"]]
+    assert paths == sorted(paths) and len(paths) == 15
+    assert document["manifest"]["model"]["sha256"] == document["records"][0]["model"]["sha256"]
+    assert document["manifest"]["merged_from"] == [str(first), str(second)]
+    again = run_apn("merge", first, second, "--out", out)
+    assert again.code == 2 and "exists" in again.stderr
+
+
+def test_merge_refuses_mixed_models_and_overlaps(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "x.png")
+    low, high = tmp_path / "low.jsonl", tmp_path / "high.jsonl"
+    run_apn("scan", image, "--weights", tiny_weights, "--threshold", "0.3", "--out", low)
+    run_apn("scan", image, "--weights", tiny_weights, "--threshold", "0.7", "--out", high)
+    mixed = run_apn("merge", low, high)
+    assert mixed.code == 2 and "refusing to mix models" in mixed.stderr and not mixed.stdout
+    twice = run_apn("merge", low, low)
+    assert twice.code == 2 and "run twice" in twice.stderr
+
+
+def test_merge_leaves_out_a_torn_last_line_and_refuses_other_files(run_apn, tiny_weights: Path,
+                                                                    folder: Path, tmp_path: Path) -> None:
+    part = tmp_path / "part.jsonl"
+    run_apn("scan", folder, "-r", "--weights", tiny_weights, "--out", part)
+    part.write_text(part.read_text() + '{"path": "cut', encoding="utf-8")
+    merged = run_apn("merge", part)
+    assert merged.code == 0 and len(merged.stdout.splitlines()) == 15
+    assert "torn" in merged.stderr
+    other = tmp_path / "notes.txt"
+    other.write_text("hello\n")
+    refused = run_apn("merge", other)
+    assert refused.code == 2 and "not scan output" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("spec", ["0/3", "4/3", "x", "1/0", "2"])
+def test_bad_shard_spec_is_a_usage_error_before_the_model_loads(run_apn, tmp_path: Path, spec: str) -> None:
+    result = run_apn("scan", write_image(tmp_path / "x.png"), "--weights", tmp_path / "missing.safetensors",
+                     "--shard", spec)
+    assert result.code == 2 and "--shard" in result.stderr
+
+
+def test_shard_is_a_stable_function_of_the_path() -> None:
+    paths = [f"photos/{index:04d}.jpg" for index in range(600)]
+    owners = [[k for k in (1, 2, 3) if Shard(k, 3).holds(path)] for path in paths]
+    assert all(len(owner) == 1 for owner in owners)  # every file in exactly one part
+    sizes = [sum(owner == [k] for owner in owners) for k in (1, 2, 3)]
+    assert min(sizes) > 150  # balanced
+    # Pinned: SHA-256 of the path, so every machine (and every future version) splits the same way.
+    assert [k for k in (1, 2, 3, 4) if Shard(k, 4).holds("photos/0000.jpg")] == [3]
+    assert Shard.parse("2/8") == Shard(2, 8)
+    with pytest.raises(UsageError):
+        Shard.parse("9/8")
+
