@@ -57,3 +57,20 @@ def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0, mod
     pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).convert(mode).save(path)
     return path
+
+
+#: A file name and an EXIF value that are markup: a report must show them as text and run nothing.
+MARKUP_NAME = "<img src=x onerror=alert(1)><script>alert(2).png"
+MARKUP_EXIF = "</script><script>window.pwned=1</script><!--"
+
+
+def markup_folder(root: Path) -> Path:
+    """A plain image, one named ``MARKUP_NAME``, one with ``MARKUP_EXIF`` as EXIF Software, a broken file."""
+    root.mkdir()
+    write_image(root / "plain.png", seed=1)
+    write_image(root / MARKUP_NAME, seed=2)
+    exif = Image.Exif()
+    exif[0x0131] = MARKUP_EXIF  # Software
+    Image.open(write_image(root / "exif.jpg", seed=3)).save(root / "exif.jpg", exif=exif)
+    (root / "broken.jpg").write_text("not an image")
+    return root

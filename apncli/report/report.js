@@ -80,7 +80,7 @@
     } else {
       top.append(el("div", "nothumb", "no preview"));
     }
-    const head = el("div");
+    const head = el("div", "head");
     const line = el("div");
     line.append(el("span", "badge v-" + item.verdict, item.verdict), el("span", "proof", "evidence, not proof"));
     head.append(line);
