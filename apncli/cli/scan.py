@@ -79,6 +79,9 @@ def scan_command(
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
     _check_out(out, paths, force=force, resume=resume, fmt=fmt)
     if html is not None:
+        if resume:
+            raise UsageError("--html with --resume would leave out the earlier records; "
+                             "run `apn report` on the --out file instead")
         common.refuse_to_clobber(html, paths, force=force)
     part = None if shard is None else Shard.parse(shard)
     detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)

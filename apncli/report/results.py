@@ -32,9 +32,11 @@ def load_results(path: Path) -> ScanResults:
     last line (an interrupted run) is left out and counted in ``skipped_lines``.
     """
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # apn always writes UTF-8
+        raise UsageError(f"{path} is not scan output (not UTF-8 text)") from exc
     try:
         document = json.loads(text)
     except json.JSONDecodeError:

@@ -46,6 +46,9 @@ def test_scan_html_shortcut_and_image_modes(run_apn, tiny_weights: Path, tmp_pat
     data = page_data(page.read_text(encoding="utf-8"))
     assert len(data["records"]) == 4
     assert run_apn("scan", folder, "--weights", tiny_weights, "--html", page).code == 2  # no clobbering
+    resumed = run_apn("scan", folder, "--weights", tiny_weights, "--out", tmp_path / "o.jsonl", "--resume",
+                      "--html", tmp_path / "new.html")
+    assert resumed.code == 2 and "apn report" in resumed.stderr
     scan_out = tmp_path / "scan.json"
     run_apn("scan", folder, "--weights", tiny_weights, "--out", scan_out)
     linked = tmp_path / "linked.html"
@@ -58,10 +61,10 @@ def test_scan_html_shortcut_and_image_modes(run_apn, tiny_weights: Path, tmp_pat
     assert "data:image" not in bare.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("content", ["", "hello\n", '{"no": "path"}\n'])
-def test_report_refuses_what_is_not_scan_output(run_apn, tmp_path: Path, content: str) -> None:
+@pytest.mark.parametrize("content", [b"", b"hello\n", b'{"no": "path"}\n', b'{"path": "\xff"}\n'])
+def test_report_refuses_what_is_not_scan_output(run_apn, tmp_path: Path, content: bytes) -> None:
     source = tmp_path / "input.jsonl"
-    source.write_text(content)
+    source.write_bytes(content)
     result = run_apn("report", source, "--out", tmp_path / "r.html")
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
