@@ -45,6 +45,8 @@ def report_command(
         raise UsageError(f"--images must be one of {', '.join(IMAGE_MODES)}, not {images!r}")
     common.refuse_to_clobber(out, inputs, force=force)
     results = _load(inputs)
+    if images == "embed":
+        common.stderr_console.print(f"making thumbnails of {len(results.records)} images…", markup=False)
     write_report(results, out, images)
     common.stderr_console.print(f"wrote {len(results.records)} records to {out}", markup=False)
     return common.ExitCode.OK

@@ -28,8 +28,9 @@ class ScanResults:
 def load_results(path: Path) -> ScanResults:
     """Records of one scan output file: a ``{"manifest", "records"}`` document or one record per line.
 
-    Raises ``UsageError`` for a file that cannot be read or is not scan output; a JSONL file's torn
-    last line (an interrupted run) is left out and counted in ``skipped_lines``.
+    An empty file is an empty JSONL output (a shard with no files). Raises ``UsageError`` for a file that
+    cannot be read or is not scan output; a JSONL file's torn last line (an interrupted run) is left out
+    and counted in ``skipped_lines``.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -50,8 +51,6 @@ def load_results(path: Path) -> ScanResults:
 
 def _load_lines(text: str, path: Path) -> ScanResults:
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        raise UsageError(f"{path} holds no scan records")
     records, skipped = [], 0
     for position, (number, line) in enumerate(lines):
         try:

@@ -61,7 +61,7 @@ def test_scan_html_shortcut_and_image_modes(run_apn, tiny_weights: Path, tmp_pat
     assert "data:image" not in bare.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("content", [b"", b"hello\n", b'{"no": "path"}\n', b'{"path": "\xff"}\n'])
+@pytest.mark.parametrize("content", [b"hello\n", b'{"no": "path"}\n', b'{"path": "\xff"}\n'])
 def test_report_refuses_what_is_not_scan_output(run_apn, tmp_path: Path, content: bytes) -> None:
     source = tmp_path / "input.jsonl"
     source.write_bytes(content)

@@ -64,6 +64,10 @@ def test_merge_refuses_mixed_models_and_overlaps(run_apn, tiny_weights: Path, tm
     assert mixed.code == 2 and "refusing to mix models" in mixed.stderr and not mixed.stdout
     twice = run_apn("merge", low, low)
     assert twice.code == 2 and "run twice" in twice.stderr
+    empty = tmp_path / "empty-shard.jsonl"  # a part that held no files
+    empty.write_text("")
+    with_empty = run_apn("merge", low, empty)
+    assert with_empty.code == 0 and with_empty.stdout == low.read_text()
 
 
 def test_merge_leaves_out_a_torn_last_line_and_refuses_other_files(run_apn, tiny_weights: Path,
