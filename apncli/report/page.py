@@ -117,7 +117,10 @@ def _summary(results: ScanResults) -> str:
     rows = [("images", str(len(records)))]
     for (sha256, threshold), model in models.items():
         rows.append(("model", f"{model.get('name', 'unknown')} (sha256 {sha256})"))
-        rows.append(("threshold", str(threshold)))
+        rows.append(("threshold", _number(threshold)))
+    band = _band(results.manifests)
+    if band is not None:
+        rows.append(("inconclusive band", f"{_number(band[0])} – {_number(band[1])} (shaded on the bars)"))
     created = sorted({m["created"] for m in results.manifests if isinstance(m.get("created"), str)})
     rows.append(("scanned", ", ".join(created) or "unknown (no manifest: JSONL input)"))
     rows.append(("report written", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -133,6 +136,11 @@ def _summary(results: ScanResults) -> str:
                         for m in results.manifests)
     details = f"<details><summary>run manifest</summary>{manifests}</details>" if manifests else ""
     return f'<div class="counts">{chips}</div><table class="meta">{table}</table>{details}'
+
+
+def _number(value: object) -> str:
+    """Three decimals for people (the manifest below keeps every digit)."""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _images(records: list[dict[str, Any]], base: Path, mode: str,

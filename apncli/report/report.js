@@ -22,7 +22,7 @@
 
   function bar(record) {
     const box = el("div", "bar");
-    box.title = "p(AI) " + record.p_ai.toFixed(3) + ", threshold " + record.threshold;
+    box.title = "p(AI) " + record.p_ai + ", threshold " + record.threshold;
     if (data.band) {
       const band = el("div", "band");
       band.style.left = percent(data.band[0]);
@@ -85,7 +85,7 @@
     line.append(el("span", "badge v-" + item.verdict, item.verdict), el("span", "proof", "evidence, not proof"));
     head.append(line);
     if (record.p_ai !== null && record.p_ai !== undefined) {
-      head.append(el("div", "small", "p(AI) " + record.p_ai.toFixed(3) + " · threshold " + record.threshold));
+      head.append(el("div", "small", "p(AI) " + record.p_ai.toFixed(3) + " · threshold " + record.threshold.toFixed(3)));
       head.append(bar(record));
     }
     const size = record.width ? record.width + "×" + record.height + " px, " + record.crops + " crop(s)" : "";
