@@ -17,13 +17,16 @@ from apncli.report import IMAGE_MODES, ScanResults, load_results, merge_results,
 
 REPORT_HELP = """Write one self-contained HTML page (no network needed) from scan output.
 
-Give the --json or --jsonl output of `apn scan` (several files, e.g. shards, are merged first). Run it in the
-folder the scan ran in, so the record paths find the images for the thumbnails.
+Give the --json or --jsonl output of `apn scan` (several files, e.g. shards, are merged first).
+
+Run it in the folder the scan ran in, so the record paths find the images for the thumbnails.
+
 Exit codes: 0 written; 2 usage error or input that is not scan output."""
 
 MERGE_HELP = """Combine scan outputs (e.g. the parts of `apn scan --shard K/N`) into one, sorted by path.
 
 Refuses outputs of different models or thresholds, and a file scanned in two parts.
+
 Exit codes: 0 merged; 2 usage error, mixed models, or input that is not scan output."""
 
 IMAGES_HELP = ("embed: small JPEG thumbnails and the figures inside the page (mail it on its own); "
