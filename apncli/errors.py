@@ -4,6 +4,8 @@ File-level problems (one bad image) are values in a record, never exceptions tha
 types are for problems that stop a whole command, which the CLI turns into one line and an exit code.
 """
 
+import unicodedata
+
 
 def one_line(message: object, limit: int | None = None) -> str:
     """Collapse whitespace: every message apn reports ends up in one JSON field or one terminal line.
@@ -16,12 +18,26 @@ def one_line(message: object, limit: int | None = None) -> str:
     return line
 
 
+def printable(text: object) -> str:
+    """``text`` safe to show on a terminal: control characters (ESC, BEL, CR…) shown as ``\\x1b`` escapes.
+
+    Names come from files, folders, metadata and checkpoints, i.e. from whoever made them; sent raw, an
+    ESC sequence in a file name could clear the screen or rewrite what the user reads. Pass the result to
+    Rich as :class:`~rich.text.Text` (never as markup), so brackets in names are never parsed either.
+    """
+    return "".join(rf"\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in str(text))
+
+
 class APNError(Exception):
     """Base of every error the CLI prints as one line instead of a traceback."""
 
 
 class UsageError(APNError):
     """Bad flags or arguments (exit code 2)."""
+
+
+class OutputError(APNError):
+    """An output file or stream that cannot be written: missing permission, read-only, disk full."""
 
 
 class ModelNotFoundError(APNError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from apncli.errors import APNError, UsageError, one_line
+from apncli.errors import APNError, UsageError, one_line, printable
 
 
 class ExitCode(IntEnum):
@@ -24,12 +26,13 @@ class ExitCode(IntEnum):
     ERROR = 2  # usage error, run-level failure, or no input could be read at all
     PARTIAL = 3  # ran; nothing flagged, but some inputs could not be read
     INTERRUPTED = 130  # Ctrl-C; everything already written stays valid
+    TERMINATED = 143  # SIGTERM (timeout, systemd, docker, CI): handled like Ctrl-C, 128 + 15 as shells say
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing flagged; 1 at least one image flagged as AI-generated; "
     "2 usage error, run-level error or nothing readable; 3 nothing flagged but some files unreadable; "
-    "130 interrupted."
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
 )
 
 
@@ -45,17 +48,43 @@ stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: object) -> None:
-    """Print a one-line error to stderr."""
-    stderr_console.print(f"[bold red]error:[/] {one_line(message)}", markup=True, highlight=False)
+    """Print a one-line error to stderr; the message is shown as plain text, never parsed as markup."""
+    stderr_console.print(Text.assemble(("error:", "bold red"), " ", printable(one_line(message))),
+                         highlight=False)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds (and closes outputs) exactly like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _interrupt_code(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (click wraps both in ``Abort``; the cause tells them apart)."""
+    terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__ or exc.__context__, Terminated)
+    error("terminated" if terminated else "interrupted")
+    return ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
 
 
 def run_guarded(app: typer.Typer) -> int:
-    """Run the Typer app so that no traceback reaches the user unless ``--debug`` asked for one."""
+    """Run the Typer app so that no traceback reaches the user unless ``--debug`` asked for one.
+
+    SIGTERM is handled like Ctrl-C for the duration of the run: outputs are closed valid and resumable.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run_app(app)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_app(app: typer.Typer) -> int:
     try:
         result = app(standalone_mode=False)
-    except KeyboardInterrupt:
-        error("interrupted")
-        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupt_code(exc)
     except APNError as exc:
         if STATE.debug:
             traceback.print_exc()
@@ -66,8 +95,7 @@ def run_guarded(app: typer.Typer) -> int:
             traceback.print_exc()
         # Typer's click exceptions (vendored in new Typer, plain click in old): duck-typed on purpose.
         if type(exc).__name__ == "Abort":
-            error("interrupted")
-            return ExitCode.INTERRUPTED
+            return _interrupt_code(exc)
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show(file=sys.stderr)
             return ExitCode.ERROR
@@ -92,7 +120,8 @@ def refuse_input_overwrite(target: Path, inputs: Sequence[Path]) -> None:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
+    """Whether ``a`` and ``b`` are one file; a path that cannot be reached (loop, too long) is no file."""
+    if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
         return os.path.samefile(a, b)
@@ -103,8 +132,13 @@ def _same_file(a: Path, b: Path) -> bool:
 def _image_inside(target: Path, folder: Path) -> bool:
     from apncli.data.images import IMAGE_EXTENSIONS
 
-    return (folder.is_dir() and target.is_file() and target.suffix.lower() in IMAGE_EXTENSIONS
-            and target.resolve().is_relative_to(folder.resolve()))
+    try:
+        if not (folder.is_dir() and target.is_file()):
+            return False
+    except OSError:  # e.g. an input path that is too long or unsearchable: the scan reports it as a record
+        return False
+    return (target.suffix.lower() in IMAGE_EXTENSIONS
+            and Path(os.path.realpath(target)).is_relative_to(os.path.realpath(folder)))
 
 
 def parse_device(value: str | None) -> str:

@@ -10,9 +10,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from apncli.cli import common, output
-from apncli.errors import UsageError
+from apncli.errors import UsageError, printable
 
 EVAL_HELP = (
     "Measure a detector on a labelled dataset, per generator and as the cross-generator mean.\n\n"
@@ -110,7 +111,7 @@ def eval_command(
             on_progress=lambda n: progress.advance(task, n),
         )
     for message in report["skipped"]:
-        common.stderr_console.print(f"skipped unreadable file: {message}", markup=False)
+        common.stderr_console.print(printable(f"skipped unreadable file: {message}"), markup=False)
     if all(r["mean"].get("n_real", 0) + r["mean"].get("n_fake", 0) == 0 for r in report["results"].values()):
         raise UsageError("no readable images in the evaluation set")
     document = {
@@ -189,7 +190,7 @@ def _print_tables(document: dict[str, Any]) -> None:
         for key in cis:
             table.add_column(f"{key} 95% CI", justify="right")
         for gen, row in result["generators"].items():
-            table.add_row(gen, *(_cell(row, key) for key, _ in _COLUMNS), *(_ci(row, key) for key in cis))
+            table.add_row(Text(printable(gen)), *(_cell(row, key) for key, _ in _COLUMNS), *(_ci(row, key) for key in cis))
         table.add_section()
         table.add_row(
             "mean", *(_cell(result["mean"], key) for key, _ in _COLUMNS), *("" for _ in cis), style="bold"

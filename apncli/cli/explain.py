@@ -14,7 +14,7 @@ from rich.console import Console
 
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
-from apncli.errors import ImageError, UsageError
+from apncli.errors import ImageError, UsageError, printable
 
 EXPLAIN_HELP = (
     "Explain one verdict: the frequency bands and image regions the network relied on.\n\n"
@@ -57,7 +57,7 @@ def explain_command(
     console = common.stderr_console if as_json else Console(soft_wrap=False)
     render_terminal(explanation, console)
     if out is not None:
-        console.print(f"figure written to {out}", markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(f"figure written to {out}"), markup=False, highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(output.dumps(explanation.to_dict()) + "\n")  # one line: pipe to jq to read
         sys.stdout.flush()

@@ -11,6 +11,7 @@ from rich.table import Table
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
 from apncli.engine import cache, registry
+from apncli.errors import printable
 
 models_app = typer.Typer(help="List, download, locate and verify registered weights (the cache).",
                          no_args_is_help=True)
@@ -61,7 +62,7 @@ def download_command(names: list[str] = typer.Argument(..., help="Registered nam
     """Fetch into the cache (verified by size and sha256, atomic); already-present files are kept."""
     for name in names:
         path = cache.resolve_weights(name)
-        common.stderr_console.print(f"{name}: {path}", highlight=False)
+        common.stderr_console.print(printable(f"{name}: {path}"), markup=False, highlight=False)
     return ExitCode.OK
 
 

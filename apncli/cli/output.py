@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from apncli.errors import printable
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -142,7 +144,11 @@ class TableWriter:
 
 
 def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Table:
-    """Verdict, probability and file for each record; errors shown in place of a score."""
+    """Verdict, probability and file for each record; errors shown in place of a score.
+
+    Every cell is plain text: names and messages from files are never parsed as markup, and their control
+    characters are shown escaped.
+    """
     table = Table(show_lines=False, header_style="bold")
     table.add_column("verdict")
     table.add_column("p(AI)", justify="right")
@@ -151,13 +157,13 @@ def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Ta
     table.add_column("file", overflow="fold")
     for record in records:
         verdict = record.get("verdict")
-        cells = [f"[{VERDICT_STYLES.get(verdict, '')}]{verdict or 'error'}[/]",
-                 "—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}"]
+        cells = [Text(verdict or "error", style=VERDICT_STYLES.get(verdict, "")),
+                 Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}")]
         if show_provenance:
-            cells.append(str((record.get("provenance") or {}).get("summary") or "—"))
-        label = escape(record["path"])
+            cells.append(Text(printable((record.get("provenance") or {}).get("summary") or "—")))
+        label = Text(printable(record["path"]))
         if record.get("error"):
-            label += f"  [dim]({escape(record['error'])})[/]"
+            label.append(f"  ({printable(record['error'])})", style="dim")
         cells.append(label)
         table.add_row(*cells)
     return table

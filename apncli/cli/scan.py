@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +21,11 @@ from rich.progress import (
 )
 
 from apncli import __version__
-from apncli.cli import common, output
+from apncli.cli import common, outfile, output
 from apncli.cli.common import ExitCode
+from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
-from apncli.errors import UsageError, one_line
+from apncli.errors import OutputError, UsageError, one_line
 from apncli.report import HtmlReportWriter
 
 if TYPE_CHECKING:  # the engine pulls in torch: import it only when a scan really runs (fast --help)
@@ -77,28 +77,37 @@ def scan_command(
     from apncli.engine import Detector, ScanOptions
 
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
-    _check_out(out, paths, force=force, resume=resume, fmt=fmt)
+    if resume and out is None:
+        raise UsageError("--resume needs --out FILE in JSONL or CSV format")
     if html is not None:
         if resume:
             raise UsageError("--html with --resume would leave out the earlier records; "
                              "run `apn report` on the --out file instead")
-        common.refuse_to_clobber(html, paths, force=force)
-    part = None if shard is None else Shard.parse(shard)
-    detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
-    done = _already_done(out, fmt) if resume else set()
-    options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers, threshold=threshold,
-                          decode_timeout_s=decode_timeout, skip=done.__contains__ if done else None,
-                          annotate=_provenance_annotator(trust_anchors) if provenance else None,
-                          shard=part)
-    run_manifest = build_manifest(detector, options, provenance)
+        outfile.prepare_target(html, paths, force=force, option="--html")
     if manifest is not None:
-        _write_new(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force, inputs=paths)
-    with _open_sink(out, fmt, resume) as stream:
-        writer = _make_writer(fmt, stream, run_manifest, resume, provenance)
+        outfile.prepare_target(manifest, paths, force=force, option="--manifest")
+    part = None if shard is None else Shard.parse(shard)
+    with _claim(out, fmt, paths, force=force, resume=resume) as target:
+        detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
+        prior = target.prior if target is not None else outfile.Prior()
+        if target is not None:
+            rule = detector.info.threshold if threshold is None else threshold
+            target.check_rule(detector.info.sha256, rule, force=force)
+        options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers,
+                              threshold=threshold, decode_timeout_s=decode_timeout,
+                              skip=_skipper(prior, explain_dir),
+                              annotate=_provenance_annotator(trust_anchors) if provenance else None,
+                              shard=part)
+        run_manifest = build_manifest(detector, options, provenance)
+        if manifest is not None:
+            outfile.write_new_file(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force)
+        stream = target.text_stream() if target is not None else sys.stdout
+        writer = _make_writer(fmt, stream, run_manifest, provenance)
         if html is not None:
             writer = output.TeeWriter(writer, HtmlReportWriter(html, run_manifest))
-        counts = _run(detector, paths, options, writer, _figure_maker(detector, explain_dir, paths))
-    return _exit_code(counts, resumed=bool(done))
+        counts = _run(detector, paths, options, writer, _figure_maker(detector, explain_dir, paths),
+                      where=str(out) if out is not None else "stdout")
+    return _exit_code(counts, prior)
 
 
 def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None) -> str:
@@ -113,64 +122,38 @@ def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None
     return "table"
 
 
-def _check_out(out: Path | None, inputs: list[Path], *, force: bool, resume: bool, fmt: str) -> None:
-    """Never clobber results or inputs by accident."""
-    if resume and (out is None or fmt not in ("jsonl", "csv")):
-        raise UsageError("--resume needs --out FILE in JSONL or CSV format")
-    if out is not None:
-        common.refuse_to_clobber(out, inputs, force=force or resume,
-                                 hint="pass --force to overwrite it or --resume to continue it")
-
-
-def _write_new(path: Path, text: str, *, force: bool, inputs: list[Path]) -> None:
-    common.refuse_to_clobber(path, inputs, force=force)
-    path.write_text(text, encoding="utf-8")
-
-
-def _already_done(out: Path | None, fmt: str) -> set[str]:
-    """Paths already recorded in a previous (possibly interrupted) run; a torn last line is ignored."""
-    if out is None or not out.exists():
-        return set()
-    done: set[str] = set()
-    with out.open(encoding="utf-8", errors="surrogateescape") as handle:
-        if fmt == "csv":
-            done.update(row["path"] for row in csv.DictReader(handle) if row.get("path"))
-            return done
-        for line in handle:
-            with contextlib.suppress(json.JSONDecodeError):
-                record = json.loads(line)
-                if isinstance(record, dict) and "path" in record:
-                    done.add(record["path"])
-    return done
-
-
 @contextlib.contextmanager
-def _open_sink(out: Path | None, fmt: str, resume: bool) -> Iterator[IO[str]]:
+def _claim(out: Path | None, fmt: str, inputs: list[Path], *, force: bool,
+           resume: bool) -> Iterator[outfile.ScanOutput | None]:
+    """``--out`` claimed and locked for the whole run (see ``outfile.claim``); nothing for stdout."""
     if out is None:
-        yield sys.stdout
+        yield None
         return
-    if resume and out.exists():
-        _truncate_torn_tail(out)
-    mode = "a" if resume else "w"
-    with out.open(mode, encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
-        yield handle
+    with outfile.claim(out, fmt, inputs, force=force, resume=resume) as target:
+        yield target
 
 
-def _truncate_torn_tail(path: Path) -> None:
-    """Drop a last line cut by a kill, so appended records start on a fresh line."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+def _skipper(prior: outfile.Prior, explain_dir: Path | None) -> Callable[[Path], bool] | None:
+    """Files not to scan: those a resumed output already records, and apn's own ``--explain-dir`` figures."""
+    done = prior.skip()
+    if explain_dir is None:
+        return done
+    figures = Path(os.path.realpath(explain_dir))
+
+    def skip(path: Path) -> bool:
+        return Path(os.path.realpath(path)).is_relative_to(figures) or (done is not None and done(path))
+
+    return skip
 
 
-def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], resume: bool,
+def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any],
                  provenance: bool) -> output.RecordWriter:
     if fmt == "jsonl":
         return output.JsonlWriter(stream)
     if fmt == "json":
         return output.JsonWriter(stream, manifest)
     if fmt == "csv":
-        return output.CsvWriter(stream, write_header=not (resume and stream.tell() > 0))
+        return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0)
     from rich.console import Console
 
     console = Console(file=stream)
@@ -180,8 +163,19 @@ def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], resume: bo
 
 
 def _run(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
-         explain: Callable[[ScanRecord], None] | None) -> dict[str, int]:
-    """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C."""
+         explain: Callable[[ScanRecord], None] | None, where: str) -> dict[str, int]:
+    """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C.
+
+    An output that cannot be written (disk full, closed pipe) is one ``OutputError`` naming ``where``.
+    """
+    try:
+        return _write_records(detector, paths, options, writer, explain)
+    except OSError as exc:
+        raise OutputError(f"cannot write {where}: {describe_os_error(exc)}") from None
+
+
+def _write_records(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
+                   explain: Callable[[ScanRecord], None] | None) -> dict[str, int]:
     from apncli.engine import scan
 
     counts = {"flagged": 0, "errors": 0, "scored": 0}
@@ -213,12 +207,14 @@ def _count(counts: dict[str, int], record: ScanRecord) -> None:
         counts["flagged"] += 1
 
 
-def _exit_code(counts: dict[str, int], resumed: bool) -> int:
-    if counts["flagged"]:
+def _exit_code(counts: dict[str, int], prior: outfile.Prior) -> int:
+    """The exit code of the whole output: this run's records plus those a resumed file already held."""
+    flagged, errors = counts["flagged"] + prior.flagged, counts["errors"] + prior.errors
+    if flagged:
         return ExitCode.FLAGGED
-    if counts["errors"] and not counts["scored"] and not resumed:
+    if errors and not counts["scored"] + prior.scored:
         return ExitCode.ERROR
-    if counts["errors"]:
+    if errors:
         return ExitCode.PARTIAL
     return ExitCode.OK
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from apncli.cli import common
-from apncli.errors import UsageError
+from apncli.errors import UsageError, printable
 
 TRAIN_HELP = (
     "Train an APN detector on a local dataset (nothing is downloaded).\n\n"
@@ -233,7 +233,7 @@ def train_command(
         command=_command_line(ctx),
         progress=not quiet,
     )
-    log = None if quiet else (lambda message: common.stderr_console.print(message, markup=False))
+    log = None if quiet else (lambda message: common.stderr_console.print(printable(message), markup=False))
     result = train(cfg, log=log)
     if result.model_path is not None:
         if not quiet:

@@ -83,7 +83,7 @@ class ScanOptions:
     workers: int = 2  # decoding threads
     threshold: float | None = None
     decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
-    skip: Callable[[str], bool] | None = None  # e.g. files already in a resumed output
+    skip: Callable[[Path], bool] | None = None  # e.g. files already in a resumed output, or apn's figures
     annotate: Callable[[Path], dict[str, Any]] | None = None  # extra per-file fields (provenance)
     inference_threads: int | None = None  # forward passes run at once; None: one per usable core on CPU
     shard: Shard | None = None  # scan only this part of the candidates (``--shard K/N``)
@@ -100,7 +100,7 @@ def scan(detector: Detector, paths: Iterable[str | Path], options: ScanOptions) 
     """Yield one record per candidate file, in discovery order, decoding ahead and scoring in parallel."""
     candidates = (c for c in discover([Path(p) for p in paths], recursive=options.recursive)
                   if (options.shard is None or options.shard.holds(c.path))
-                  and (options.skip is None or not options.skip(display_path(c.path))))
+                  and (options.skip is None or not options.skip(c.path)))
     yield from score_candidates(detector, candidates, options)
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from apncli.errors import printable
 from apncli.explain import drawing, spectra
 from apncli.explain.explanation import CHANNELS, MAP_CELLS, AxisRange, Explanation
 
@@ -25,8 +25,8 @@ LABEL_WIDTH = 6
 def render_terminal(explanation: Explanation, console: Console) -> None:
     """Print the explanation to ``console`` (stdout normally, stderr when stdout carries JSON)."""
     e = explanation
-    name = escape(e.source) if e.source else "(image in memory)"
-    console.print(f"[bold]apn explain[/] {name}", soft_wrap=True)  # a path stays one copy-pastable line
+    name = printable(e.source) if e.source else "(image in memory)"  # never markup, never raw ESC
+    console.print(Text.assemble(("apn explain", "bold"), " ", name), soft_wrap=True)  # one copy-pastable line
     console.print(_summary(e))
     console.print()
     console.print(_maps(e, colour=console.color_system is not None))
@@ -43,7 +43,7 @@ def _summary(e: Explanation) -> Group:
     return Group(
         Text.from_markup(
             f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
-        Text(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})"),
+        Text(printable(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})")),
         Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px, scored as {len(e.tiles)} tile(s){padded}"),
         Text(f"  crop     {w}x{h} at x={x}, y={y} (tile {e.tile_index + 1}), p(AI) of crop = {e.p_crop:.3f}"),
     )
