@@ -190,7 +190,8 @@ def _print_tables(document: dict[str, Any]) -> None:
         for key in cis:
             table.add_column(f"{key} 95% CI", justify="right")
         for gen, row in result["generators"].items():
-            table.add_row(Text(printable(gen)), *(_cell(row, key) for key, _ in _COLUMNS), *(_ci(row, key) for key in cis))
+            table.add_row(Text(printable(gen)), *(_cell(row, key) for key, _ in _COLUMNS),
+                          *(_ci(row, key) for key in cis))
         table.add_section()
         table.add_row(
             "mean", *(_cell(result["mean"], key) for key, _ in _COLUMNS), *("" for _ in cis), style="bold"
