@@ -6,6 +6,7 @@ boundary, so that every run-level failure becomes one line on stderr and a docum
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -64,5 +65,14 @@ _register_commands()
 
 
 def main() -> None:
-    """Console-script entry point: run the app inside the error boundary."""
-    sys.exit(common.run_guarded(app))
+    """Console-script entry point: run the app inside the error boundary.
+
+    A decode stuck past ``--decode-timeout`` lives on in a thread nobody can stop; once the outputs are
+    closed the process ends at once instead of waiting for it at interpreter exit.
+    """
+    code = common.run_guarded(app)
+    if "apncli.engine.pipeline" in sys.modules and sys.modules["apncli.engine.pipeline"].abandoned_decodes():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -119,8 +119,8 @@ def _walk(root: Path, root_key: tuple[int, int], recursive: bool) -> Iterator[Ca
         path = Path(entry.path)
         try:
             info = os.stat(entry.path)  # follows links: a link to a folder is a folder
-        except OSError as exc:
-            if is_image_name(entry.name):
+        except OSError as exc:  # e.g. a path longer than PATH_MAX: a record, never a silent drop
+            if is_image_name(entry.name) or (recursive and _listed_as_folder(entry)):
                 yield Candidate(path, _missing_reason(path, exc))
             continue
         if stat.S_ISDIR(info.st_mode):
@@ -138,6 +138,14 @@ def _walk(root: Path, root_key: tuple[int, int], recursive: bool) -> Iterator[Ca
             active.add(child_key)
         elif is_image_name(entry.name):
             yield Candidate(path, None if stat.S_ISREG(info.st_mode) else "not a regular file")
+
+
+def _listed_as_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether the directory listing itself says ``entry`` is a folder (no ``stat`` of its path)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _list_dir(path: Path) -> list[os.DirEntry[str]] | str:

@@ -40,6 +40,9 @@ PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"})
 REQUIRED_KEYS = ("format_version", "name", "config", "threshold", "inconclusive_band")
 OPTIONAL_DICT_KEYS = ("preprocessing", "training", "metrics", "provenance")
 MAX_NAME_CHARS = 200
+#: The paper configuration has ~100 M parameters; 1 G (4 GB of float32) is a generous ceiling.
+MAX_PARAMETERS = 1_000_000_000
+MAX_METADATA_DEPTH = 32
 
 
 def default_preprocessing(config: Any) -> dict[str, Any]:
@@ -119,6 +122,7 @@ def validate_metadata(meta: Mapping[str, Any]) -> None:
     if not isinstance(meta, Mapping):
         raise CheckpointError("checkpoint metadata must be a JSON object")
     _check_format_version(meta.get("format_version"))
+    _check_depth(meta)
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint metadata is missing {', '.join(missing)}")
@@ -154,6 +158,51 @@ def check_state_dict(expected: Mapping[str, torch.Size | tuple[int, ...]],
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CheckpointError(f"checkpoint tensors do not match its config: {len(problems)} mismatch(es); "
                               f"first: {problems[0]}{more}")
+
+
+def check_declared_network(path: str | os.PathLike[str]) -> None:
+    """Before a byte of tensor data is read or a parameter allocated: the tensor shapes the header declares
+    must be those of the network the config describes (built on the ``meta`` device, which allocates
+    nothing), and that network must fit :data:`MAX_PARAMETERS`, so a small file cannot make apn build a
+    huge model. Raises ``CheckpointError`` in one line.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        check_state_dict(expected_shapes(metadata["config"]), _declared_shapes(_read_header(path)))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+
+
+def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of the network ``config`` describes, without allocating it.
+
+    Raises ``CheckpointError`` if it would hold more than :data:`MAX_PARAMETERS` parameters.
+    """
+    from apncli.model import APNConfig, build_model  # lazy: the engine must import without building models
+
+    with torch.device("meta"):
+        model = build_model(APNConfig.from_dict(dict(config)))
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    count = sum(math.prod(shape) for shape in shapes.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"its config describes a network of {count / 1e9:.3g} G parameters, over the "
+                              f"{MAX_PARAMETERS / 1e9:g} G limit; refusing to build it")
+    return shapes
+
+
+def _declared_shapes(header: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes as the safetensors header declares them (validated as lists of sizes)."""
+    shapes = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape):
+            raise CheckpointError(f"malformed shape for tensor {key!r}")
+        shapes[key] = tuple(shape)
+    return shapes
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -227,6 +276,9 @@ def _check_data_extent(path: Path, header: Mapping[str, Any], data_bytes: int) -
     if needed > data_bytes:
         raise CheckpointError(f"{path.name}: truncated: tensors need {needed} bytes of data, the file has "
                               f"{data_bytes}")
+    if needed < data_bytes:  # e.g. a sparse multi-GB file: refused before hashing it
+        raise CheckpointError(f"{path.name}: {data_bytes - needed} bytes after the last tensor; not a "
+                              "safetensors checkpoint as written")
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -248,6 +300,17 @@ def _parse_json(raw: str | bytes, what: str) -> Any:
 
 
 # --- metadata fields ---------------------------------------------------------------------------------
+
+
+def _check_depth(meta: Mapping[str, Any]) -> None:
+    """Metadata nested deeper than :data:`MAX_METADATA_DEPTH` would break JSON writers (recursion)."""
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise CheckpointError(f"checkpoint metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        children = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _check_format_version(version: Any) -> None:

@@ -95,6 +95,7 @@ class Detector:
             if name_or_path is None:
                 raise ModelNotFoundError(NO_DEFAULT_MODEL)
         path = cache.resolve_weights(str(name_or_path))
+        checkpoint.check_declared_network(path)
         state_dict, metadata = checkpoint.load_checkpoint(path)
         name = str(metadata.get("name") or Path(path).stem)
         if not Path(str(name_or_path)).exists():

@@ -29,6 +29,17 @@ from apncli.errors import ImageError, one_line
 #: A decode that takes longer than this is reported as an error instead of stalling the scan.
 DEFAULT_DECODE_TIMEOUT_S = 60.0
 
+_abandoned_decodes = 0
+
+
+def abandoned_decodes() -> int:
+    """Decodes left running past ``--decode-timeout`` in this process (their threads cannot be stopped).
+
+    A command-line run that finished its output while this is non-zero should end the process at once
+    (``os._exit``) rather than wait for them at interpreter exit.
+    """
+    return _abandoned_decodes
+
 
 @dataclass
 class ScanRecord:
@@ -154,10 +165,29 @@ class _Scan:
             self.score_pool.shutdown(wait=False, cancel_futures=True)
 
     def _take_decoded(self) -> None:
-        self.ready.append(_result(*self.decoding.popleft(), self.options.decode_timeout_s))
+        candidate, future = self.decoding.popleft()
+        try:
+            decoded = future.result(timeout=self.options.decode_timeout_s)
+        except futures.TimeoutError:
+            decoded = _Decoded(candidate, error=f"decode timed out after {self.options.decode_timeout_s:g} s")
+            self._abandon_stuck_decoder()
+        self.ready.append(decoded)
         # Counting files too flushes a long run of unreadable files, which have no crops.
         if _crop_count(self.ready) >= self.batch or len(self.ready) >= self.batch:
             self._submit_group()
+
+    def _abandon_stuck_decoder(self) -> None:
+        """A decode ran past the timeout: leave its thread behind (Python cannot kill a thread) and move
+        the files queued behind it to a fresh pool, so one stuck file never starves the rest."""
+        global _abandoned_decodes
+        _abandoned_decodes += 1
+        stuck, self.decode_pool = self.decode_pool, futures.ThreadPoolExecutor(
+            max_workers=max(1, self.options.workers), thread_name_prefix="apn-decode")
+        for index, (candidate, future) in enumerate(self.decoding):
+            if future.cancel():  # not started yet: decode it in the new pool instead
+                self.decoding[index] = (candidate, self.decode_pool.submit(
+                    _decode_for, self.detector, candidate, self.options.annotate))
+        stuck.shutdown(wait=False, cancel_futures=True)
 
     def _submit_group(self) -> None:
         if self.ready:
@@ -252,15 +282,6 @@ def _decode_pixels(detector: Detector, candidate: Candidate) -> _Decoded:
         return _Decoded(candidate, error="out of memory while decoding")
     except Exception as exc:  # a decoder bug must cost one record, never the run
         return _Decoded(candidate, error=one_line(f"unexpected {type(exc).__name__}: {exc}"))
-
-
-def _result(candidate: Candidate, future: futures.Future[_Decoded], timeout_s: float) -> _Decoded:
-    """Wait for one decode; a pathological file becomes an error record after ``timeout_s``."""
-    try:
-        return future.result(timeout=timeout_s)
-    except futures.TimeoutError:
-        future.cancel()
-        return _Decoded(candidate, error=f"decode timed out after {timeout_s:g} s")
 
 
 def _crop_count(decoded: list[_Decoded]) -> int:

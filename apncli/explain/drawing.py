@@ -117,9 +117,11 @@ class Figure:
 
     def rect(self, box: Box, outline: Color | None = FRAME, fill: Color | None = None,
              width: int = 1) -> None:
-        """Rectangle covering exactly ``box`` (exclusive x1/y1, unlike ImageDraw's inclusive corners)."""
+        """Rectangle covering exactly ``box`` (exclusive x1/y1, unlike ImageDraw's inclusive corners); a box
+        under one pixel wide or high (a 65535x1 image's tile, scaled down) is drawn one pixel wide."""
         x0, y0, x1, y1 = box
-        self.draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=outline, fill=fill, width=width)
+        self.draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=outline, fill=fill,
+                            width=width)
 
     def line(self, points: Sequence[tuple[float, float]], fill: Color = INK, width: int = 1) -> None:
         self.draw.line(list(points), fill=fill, width=width)

@@ -11,6 +11,11 @@ from apncli.provenance.c2pa_reader import read_c2pa
 from apncli.provenance.model import CAMERA_METADATA, NONE, C2PAStatus, Provenance, ProvenanceItem, summarize
 from apncli.provenance.png_text import PNG_SIGNATURE, read_png
 
+#: Files over this size are not read for metadata at all: the C2PA library holds ~3.3x a file in memory
+#: (a small JPEG padded with 1 GiB peaked at 3.4 GB), and no camera or generator output comes near it.
+MAX_METADATA_FILE_BYTES = 128 << 20
+TOO_LARGE = "file too large"
+
 # XMP sits near the start (JPEG, PNG, TIFF) or at the end (WebP); the middle of a big file is pixel data.
 HEAD_BYTES = 4 << 20
 TAIL_BYTES = 1 << 20
@@ -46,15 +51,22 @@ def read_provenance(path: str | os.PathLike[str], *, c2pa_trust_anchors: str | N
     """
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
             raise OSError(f"not a regular file: {path}")
+        if info.st_size > MAX_METADATA_FILE_BYTES:
+            cap = MAX_METADATA_FILE_BYTES >> 20
+            return _not_checked(TOO_LARGE, f"Provenance was not checked: file too large (over {cap} MiB).")
         head, tail = _bounded_bytes(path)
     except OSError as exc:
-        status = C2PAStatus(checked=False, error="file could not be read")
-        return Provenance([], status, [f"The file could not be read ({exc.strerror or exc}).", NOTE_ABSENT])
+        return _not_checked("file could not be read", f"The file could not be read ({exc.strerror or exc}).")
     status, items = read_c2pa(path, c2pa_trust_anchors)
     items += _png_items(path) if head.startswith(PNG_SIGNATURE) else _other_items(path, head, tail)
     return Provenance(items, status, notes(items, status))
+
+
+def _not_checked(reason: str, note: str) -> Provenance:
+    return Provenance([], C2PAStatus(checked=False, error=reason), [note, NOTE_ABSENT])
 
 
 def _bounded_bytes(path: Path) -> tuple[bytes, bytes]:
