@@ -63,6 +63,10 @@ def write_new_file(path: Path, text: str, *, force: bool) -> None:
     Without ``force`` an existing file is never replaced, even one created since the check. Raises
     ``OutputError`` when the file cannot be written (disk full, read-only), ``UsageError`` when it exists.
     """
+    if force and path.exists() and not path.is_file():  # /dev/stdout and the like: written in place
+        with output_errors(path), path.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -79,6 +83,15 @@ def write_new_file(path: Path, text: str, *, force: bool) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_errors(where: object) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``where`` into one ``OutputError`` line."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {where}: {describe_os_error(exc)}") from None
 
 
 @dataclass
@@ -137,8 +150,9 @@ class ScanOutput:
     def text_stream(self) -> IO[str]:
         """The file as a text stream positioned for writing: appended after the last whole record on
         ``--resume`` (a torn tail is cut off), else emptied (only now, so a failed start loses nothing)."""
-        self.handle.seek(self.end)
-        self.handle.truncate()
+        with output_errors(self.path):
+            self.handle.seek(self.end)
+            self.handle.truncate()
         return io.TextIOWrapper(self.handle, encoding="utf-8", newline="" if self.fmt == "csv" else None,
                                 write_through=True)
 

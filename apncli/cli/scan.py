@@ -23,9 +23,8 @@ from rich.progress import (
 from apncli import __version__
 from apncli.cli import common, outfile, output
 from apncli.cli.common import ExitCode
-from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
-from apncli.errors import OutputError, UsageError, one_line
+from apncli.errors import UsageError, one_line
 from apncli.report import HtmlReportWriter
 
 if TYPE_CHECKING:  # the engine pulls in torch: import it only when a scan really runs (fast --help)
@@ -168,10 +167,8 @@ def _run(detector: Detector, paths: list[Path], options: ScanOptions, writer: ou
 
     An output that cannot be written (disk full, closed pipe) is one ``OutputError`` naming ``where``.
     """
-    try:
+    with outfile.output_errors(where):
         return _write_records(detector, paths, options, writer, explain)
-    except OSError as exc:
-        raise OutputError(f"cannot write {where}: {describe_os_error(exc)}") from None
 
 
 def _write_records(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
