@@ -53,19 +53,13 @@ def error(message: object) -> None:
                          highlight=False)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so it unwinds (and closes outputs) exactly like Ctrl-C."""
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is: it unwinds like Ctrl-C (every ``finally`` closes its output)
+    but, unlike ``KeyboardInterrupt``, no library on the way turns it into another exit code."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
-
-
-def _interrupt_code(exc: BaseException) -> int:
-    """130 for Ctrl-C, 143 for SIGTERM (click wraps both in ``Abort``; the cause tells them apart)."""
-    terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__ or exc.__context__, Terminated)
-    error("terminated" if terminated else "interrupted")
-    return ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
 
 
 def run_guarded(app: typer.Typer) -> int:
@@ -83,8 +77,12 @@ def run_guarded(app: typer.Typer) -> int:
 def _run_app(app: typer.Typer) -> int:
     try:
         result = app(standalone_mode=False)
-    except KeyboardInterrupt as exc:
-        return _interrupt_code(exc)
+    except Terminated:
+        error("terminated")
+        return ExitCode.TERMINATED
+    except KeyboardInterrupt:
+        error("interrupted")
+        return ExitCode.INTERRUPTED
     except APNError as exc:
         if STATE.debug:
             traceback.print_exc()
@@ -95,7 +93,8 @@ def _run_app(app: typer.Typer) -> int:
             traceback.print_exc()
         # Typer's click exceptions (vendored in new Typer, plain click in old): duck-typed on purpose.
         if type(exc).__name__ == "Abort":
-            return _interrupt_code(exc)
+            error("interrupted")
+            return ExitCode.INTERRUPTED
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show(file=sys.stderr)
             return ExitCode.ERROR
