@@ -154,6 +154,8 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> D
     except UnidentifiedImageError as exc:
         if fmt == "image":
             raise ImageError("not an image (unrecognised format)") from exc
+        if fmt == "TIFF" and _unsupported_tiff_mode(fh):
+            raise ImageError("unsupported pixel format (a TIFF sample layout Pillow has no mode for)") from exc
         raise ImageError(f"truncated or corrupt {fmt}: unreadable header") from exc
     except MemoryError as exc:
         raise ImageError(f"out of memory while decoding {fmt}") from exc
@@ -161,6 +163,20 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> D
         raise ImageError(_describe(exc, stage, fmt)) from exc
     height, width = pixels.shape[:2]
     return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames)
+
+
+def _unsupported_tiff_mode(fh: BinaryIO) -> bool:
+    """Whether a TIFF Pillow refused has an intact header but a sample layout it has no pixel mode for."""
+    from PIL import TiffImagePlugin
+
+    fh.seek(0)
+    try:
+        TiffImagePlugin.TiffImageFile(fh)
+    except SyntaxError as exc:
+        return "pixel mode" in str(exc)
+    except Exception:
+        return False
+    return False
 
 
 def _sniff(fh: BinaryIO) -> str:

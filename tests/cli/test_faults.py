@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -329,6 +330,34 @@ def test_folders_beyond_path_max_are_reported_not_dropped(tmp_path: Path) -> Non
     candidates = list(discover([root], recursive=True))
     assert [c.error for c in candidates if c.error] == ["file name too long"]
     assert len(candidates) == 1 + sum(1 for c in candidates if c.error is None)
+
+
+def _tiff_with_bits(path: Path, bits: int) -> Path:
+    """A float grayscale TIFF whose header declares ``bits`` per sample (float16, float64)."""
+    from PIL import Image
+
+    Image.new("F", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack("<H", data[ifd:ifd + 2])[0], 12):
+        if struct.unpack("<H", data[entry:entry + 2])[0] == 258:  # BitsPerSample
+            data[entry + 8:entry + 10] = struct.pack("<H", bits)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_exotic_tiff_pixel_formats_are_called_unsupported_not_corrupt(run_apn, tiny_weights: Path,
+                                                                       tmp_path: Path) -> None:
+    from PIL import Image, TiffImagePlugin
+
+    rgb_float = TiffImagePlugin.ImageFileDirectory_v2()
+    rgb_float[339] = (3, 3, 3)  # SampleFormat: IEEE float, three channels
+    Image.new("RGB", (8, 8)).save(tmp_path / "rgb-float.tif", tiffinfo=rgb_float)
+    files = [_tiff_with_bits(tmp_path / "f16.tif", 16), _tiff_with_bits(tmp_path / "f64.tif", 64),
+             tmp_path / "rgb-float.tif"]
+    result = run_apn("scan", *files, "--jsonl", "--weights", tiny_weights, "--no-provenance")
+    errors = [r["error"] for r in _jsonl(result.stdout)]
+    assert len(errors) == 3 and all(e.startswith("unsupported pixel format") for e in errors), errors
 
 
 # --- metadata and checkpoints that would exhaust the machine ---------------------------------------------
