@@ -155,7 +155,7 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> D
         if fmt == "image":
             raise ImageError("not an image (unrecognised format)") from exc
         if fmt == "TIFF" and _unsupported_tiff_mode(fh):
-            raise ImageError("unsupported pixel format (a TIFF sample layout Pillow has no mode for)") from exc
+            raise ImageError("unsupported pixel format (a TIFF sample layout with no Pillow mode)") from exc
         raise ImageError(f"truncated or corrupt {fmt}: unreadable header") from exc
     except MemoryError as exc:
         raise ImageError(f"out of memory while decoding {fmt}") from exc
