@@ -419,17 +419,32 @@ def test_a_network_over_the_parameter_budget_is_never_built(tmp_path: Path) -> N
         checkpoint.check_declared_network(path)
 
 
-def test_a_huge_sparse_checkpoint_is_refused_before_hashing(tmp_path: Path) -> None:
+def _with_sparse_tensor(path: Path, gib: int) -> Path:
+    """Add a tensor of ``gib`` GiB of zeros to a checkpoint, as a sparse file (no disk or memory used)."""
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header, data = json.loads(raw[8:8 + length]), raw[8 + length:]
+    end = len(data) + (gib << 30)
+    header["padding"] = {"dtype": "F32", "shape": [gib << 28], "data_offsets": [len(data), end]}
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    with path.open("r+b") as handle:
+        handle.truncate(8 + len(text) + end)
+    return path
+
+
+def test_a_huge_sparse_checkpoint_is_refused_before_reading_or_hashing(tmp_path: Path) -> None:
     from apncli.engine import Detector
     from apncli.errors import CheckpointError
 
-    path = save_tiny_checkpoint(tmp_path / "sparse.safetensors")
-    with path.open("r+b") as handle:
-        handle.truncate(8 << 30)
+    path = _with_sparse_tensor(save_tiny_checkpoint(tmp_path / "sparse.safetensors"), gib=2)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
-    with pytest.raises(CheckpointError, match="after the last tensor"):
+    with pytest.raises(CheckpointError, match="'padding' is not a parameter of this config"):
         Detector.load(path, device="cpu")
     assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: nothing read
 
 
 def test_deeply_nested_checkpoint_metadata_is_one_clear_error(run_apn, tmp_path: Path) -> None:
