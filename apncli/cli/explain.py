@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from apncli.cli import common, output
+from apncli.cli import common, outfile, output
 from apncli.cli.common import ExitCode
 from apncli.errors import ImageError, UsageError, printable
 
@@ -52,7 +52,8 @@ def explain_command(
     detector = Detector.load(weights, device=common.parse_device(device))
     explanation = explain_image(detector, decoded.pixels, occlusion=occlusion, source=str(image))
     if out is not None:
-        render_figure(explanation, out)
+        with outfile.output_errors(out):  # disk full, read-only: one line
+            render_figure(explanation, out)
         explanation.figure = str(out)
     console = common.stderr_console if as_json else Console(soft_wrap=False)
     render_terminal(explanation, console)
@@ -71,6 +72,4 @@ def check_figure_path(out: Path | None, image: Path, *, force: bool) -> None:
         return
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the figure is a PNG; give a file name ending in .png")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give a file name ending in .png")
-    common.refuse_to_clobber(out, [image], force=force)
+    outfile.prepare_target(out, [image], force=force, option="--out")
