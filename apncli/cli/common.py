@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ def run_guarded(app: typer.Typer) -> int:
 
     SIGTERM is handled like Ctrl-C for the duration of the run: outputs are closed valid and resumable.
     """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return _run_app(app)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _run_app(app)
