@@ -65,6 +65,13 @@ def row(out_path: str, repo: str, commit: str, path: str, data: bytes) -> dict[s
             "sha256": hashlib.sha256(data).hexdigest(), "width": 64, "height": 64}
 
 
+def gallery(tmp_path: Path, files: dict[str, tuple[str, bytes]], *extra: dict[str, object]) -> Path:
+    """Snapshot ``own/gallery`` from ``{out_path: (path_in_repo, bytes)}``; its manifest (+ ``extra``)."""
+    commit = make_mirror(tmp_path, "own/gallery", dict(files.values()))
+    rows = [row(out, "own/gallery", commit, path, data) for out, (path, data) in files.items()]
+    return write_manifest(tmp_path / "m.csv", [*rows, *extra])
+
+
 def run(tmp_path: Path, manifest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run the script against the test mirror, building into ``tmp_path/out``."""
     return subprocess.run([sys.executable, str(SCRIPT), "--manifest", str(manifest), "--mirror",
@@ -75,10 +82,7 @@ def run(tmp_path: Path, manifest: Path, *extra: str) -> subprocess.CompletedProc
 def test_builds_exact_bytes_in_the_folder_layout_and_reruns_cleanly(tmp_path: Path) -> None:
     """Files land at ``out_path`` byte for byte; the summary counts per folder; a rerun changes nothing."""
     fake, real = png_bytes(1), png_bytes(2)
-    commit = make_mirror(tmp_path, "own/gallery", {"img/a.png": fake, "b.png": real})
-    rows = [row("fake/gen-x/a.png", "own/gallery", commit, "img/a.png", fake),
-            row("real/cam/b.png", "own/gallery", commit, "b.png", real)]
-    manifest = write_manifest(tmp_path / "m.csv", rows)
+    manifest = gallery(tmp_path, {"fake/gen-x/a.png": ("img/a.png", fake), "real/cam/b.png": ("b.png", real)})
     done = run(tmp_path, manifest)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out/fake/gen-x/a.png").read_bytes() == fake
@@ -92,13 +96,10 @@ def test_builds_exact_bytes_in_the_folder_layout_and_reruns_cleanly(tmp_path: Pa
 def test_missing_snapshot_is_named_and_nothing_is_written(tmp_path: Path) -> None:
     """Every absent ``owner/name@commit`` is listed on stderr; exit 2 before any file is written."""
     data = png_bytes(3)
-    commit = make_mirror(tmp_path, "own/here", {"a.png": data})
-    rows = [row("fake/g/a.png", "own/here", commit, "a.png", data),
-            row("fake/g/b.png", "other/gone", "f" * 40, "b.png", data)]
-    manifest = write_manifest(tmp_path / "m.csv", rows)
-    done = run(tmp_path, manifest)
+    gone = row("fake/g/b.png", "other/gone", "f" * 40, "b.png", data)
+    done = run(tmp_path, gallery(tmp_path, {"fake/g/a.png": ("a.png", data)}, gone))
     assert done.returncode == 2
-    assert f"other/gone@{'f' * 40}" in done.stderr and "own/here" not in done.stderr
+    assert f"other/gone@{'f' * 40}" in done.stderr and "own/gallery" not in done.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -115,10 +116,7 @@ def test_hash_mismatch_is_reported_and_the_file_not_written(tmp_path: Path) -> N
 def test_check_eval_flags_exact_and_reencoded_copies_only(tmp_path: Path) -> None:
     """An exact copy and a half-size JPEG copy of a built image are reported (exit 3); others are not."""
     kept, leaked = png_bytes(5), png_bytes(6)
-    commit = make_mirror(tmp_path, "own/gallery", {"k.png": kept, "l.png": leaked})
-    rows = [row("fake/g/k.png", "own/gallery", commit, "k.png", kept),
-            row("fake/g/l.png", "own/gallery", commit, "l.png", leaked)]
-    manifest = write_manifest(tmp_path / "m.csv", rows)
+    manifest = gallery(tmp_path, {"fake/g/k.png": ("k.png", kept), "fake/g/l.png": ("l.png", leaked)})
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     (evaluation / "same.png").write_bytes(leaked)
