@@ -5,6 +5,10 @@
 - ``decoder-made.png``: the same scene passed through the TAEF2 latent autoencoder (MIT): its pixels are
   re-synthesised by a generator's decoder, the kind of trace apn looks for.
 - ``noise.webp``: plain noise, an image no generator would make.
+- ``declared-ai.png``: the scene PNG with a PNG text chunk in the form Stable Diffusion web UIs write
+  (``parameters``: prompt, steps, sampler, seed): metadata that declares AI generation.
+
+What the shipped detector says about each is in the README ("The bundled examples").
 
 Usage: ``python scripts/make_examples.py [--taef2-dir ../shared/models/taef2]``.
 """
@@ -15,7 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 OUT = Path(__file__).resolve().parent.parent / "examples"
 
@@ -54,6 +58,10 @@ def main() -> None:
     scene = render_scene()
     Image.fromarray(scene).save(OUT / "synthetic-scene.jpg", quality=90)
     Image.fromarray(scene).save(OUT / "synthetic-scene.png", optimize=True)
+    declaration = PngImagePlugin.PngInfo()
+    declaration.add_text("parameters", "a quiet valley at noon, hills, sun\nSteps: 20, Sampler: Euler a, "
+                                       "CFG scale: 7, Seed: 7, Size: 480x320, Model: example")
+    Image.fromarray(scene).save(OUT / "declared-ai.png", optimize=True, pnginfo=declaration)
     noise = np.random.default_rng(3).integers(0, 256, (240, 240, 3), dtype=np.uint8)
     Image.fromarray(noise).save(OUT / "noise.webp", lossless=True)
     if args.taef2_dir.is_dir():

@@ -7,12 +7,15 @@ import signal
 import sys
 import threading
 import traceback
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.text import Text
 
@@ -26,6 +29,7 @@ class ExitCode(IntEnum):
     FLAGGED = 1  # ran; at least one image was flagged as AI-generated
     ERROR = 2  # usage error, run-level failure, or no input could be read at all
     PARTIAL = 3  # ran; nothing flagged, but some inputs could not be read
+    DECLARED_AI = 4  # ran; nothing flagged by the pixels, but a file's metadata declares AI generation
     INTERRUPTED = 130  # Ctrl-C; everything already written stays valid
     TERMINATED = 143  # SIGTERM (timeout, systemd, docker, CI): handled like Ctrl-C, 128 + 15 as shells say
 
@@ -33,7 +37,8 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing flagged; 1 at least one image flagged as AI-generated; "
     "2 usage error, run-level error or nothing readable; 3 nothing flagged but some files unreadable; "
-    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
+    "4 nothing flagged, but a file's metadata declares AI generation; 130 interrupted (Ctrl-C); "
+    "143 terminated (SIGTERM)."
 )
 
 
@@ -79,7 +84,9 @@ def run_guarded(app: typer.Typer) -> int:
 
 def _run_app(app: typer.Typer) -> int:
     try:
-        result = app(standalone_mode=False)
+        command = typer.main.get_command(app)
+        plain_metavars(command)
+        result = command.main(prog_name="apn", standalone_mode=False)
     except Terminated:
         error("terminated")
         return ExitCode.TERMINATED
@@ -104,6 +111,45 @@ def _run_app(app: typer.Typer) -> int:
         error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
         return ExitCode.ERROR
     return int(result or 0)
+
+
+#: What the help shows after an option that takes a value, by the value's Python type.
+METAVARS = {bool: "", int: "N", float: "X", Path: "PATH", str: "TEXT"}
+
+
+def plain_metavars(command: Any) -> None:
+    """Help without type tags: ``--batch-size N``, ``--json``, ``PATHS...`` instead of ``<int range>``,
+    ``<bool>``, ``<list[str]>`` (Typer >= 0.20 prints ``<type>`` for every parameter; older Typer does
+    not, and only the ``metavar`` matters there). Applied to every sub-command, in place."""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_metavars(sub)
+    for param in getattr(command, "params", []):
+        _plain(param)
+    built_in = getattr(command, "get_help_option", None)  # --help is made per context, not a param
+    if built_in is not None:
+        command.get_help_option = lambda ctx: _plain(built_in(ctx))
+
+
+def _plain(param: Any) -> Any:
+    if param is None:
+        return None
+    label = _metavar(param)
+    if getattr(param, "metavar", None) is None:
+        param.metavar = label
+    if hasattr(param, "display_type_rich"):  # instance attribute shadows Typer's "<type>" label
+        shown = None if label.endswith("...") or not label else label  # an argument shows its name
+        param.display_type_rich = lambda ctx: shown
+    return param
+
+
+def _metavar(param: Any) -> str:
+    if getattr(param, "is_flag", False):
+        return ""
+    if getattr(param, "param_type_name", "") == "argument":
+        return str(param.name).upper() + ("..." if param.nargs != 1 else "")
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+    return METAVARS.get(element, str(param.name).upper())
 
 
 def refuse_to_clobber(target: Path, inputs: Sequence[Path], *, force: bool,

@@ -16,12 +16,15 @@ from apncli.cli import common, outfile, output
 from apncli.cli.common import ExitCode
 from apncli.errors import ImageError, UsageError, printable
 
+EXIT_CODES_HELP = ("Exit codes: 0 verdict real or inconclusive; 1 verdict ai-generated; 2 usage error, "
+                   "unreadable image or run-level error; 130 interrupted.")
 EXPLAIN_HELP = (
     "Explain one verdict: the frequency bands and image regions the network relied on.\n\n"
     "Prints the verdict, compact amplitude/phase band heatmaps and the top bands (cycles/pixel). "
     "--out writes a PNG figure; --json prints the numbers on stdout (schema: docs/explain-schema.md) and "
-    "the terminal view goes to stderr. Large images are tiled: the tile that drove the verdict is explained, "
-    "and named.\n\n" + common.EXIT_CODES_HELP
+    "the terminal view goes to stderr. Large images are tiled: every tile's score is shown and the tile "
+    "that pushed toward the verdict is explained. A plain-language reading says what the score means, how "
+    "sure it is and what would change it.\n\n" + EXIT_CODES_HELP
 )
 
 

@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from apncli.cli.summary import Tally, declares_ai
 from apncli.errors import printable
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -129,7 +131,7 @@ class TeeWriter:
 
 
 class TableWriter:
-    """A Rich table printed at the end (people read it once the scan is done)."""
+    """A Rich table printed at the end (people read it once the scan is done), counts in its caption."""
 
     def __init__(self, console: Console, show_provenance: bool) -> None:
         self.console = console
@@ -140,25 +142,38 @@ class TableWriter:
         self.rows.append(record)
 
     def close(self) -> None:
-        self.console.print(render_table(self.rows, self.show_provenance))
+        tally = Tally()
+        for row in self.rows:
+            tally.add(row)
+        table = render_table(self.rows, self.show_provenance)
+        table.caption, table.caption_justify = tally.counts_text(), "left"
+        # Never wrap a path inside its cell: a table wider than the terminal is printed at its own width
+        # (the terminal soft-wraps the line, and a path stays one piece of text to copy).
+        needed = Measurement.get(self.console, self.console.options.update_width(1 << 16), table).maximum
+        if needed > self.console.width:
+            self.console.width = needed
+        self.console.print(table, crop=False)
 
 
 def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Table:
     """Verdict, probability and file for each record; errors shown in place of a score.
 
     Every cell is plain text: names and messages from files are never parsed as markup, and their control
-    characters are shown escaped.
+    characters are shown escaped. A file whose metadata declares AI generation says so next to its verdict,
+    whatever the pixels say.
     """
     table = Table(show_lines=False, header_style="bold")
-    table.add_column("verdict")
-    table.add_column("p(AI)", justify="right")
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("p(AI)", justify="right", no_wrap=True)
     if show_provenance:
-        table.add_column("declared")
-    table.add_column("file", overflow="fold")
+        table.add_column("declared", no_wrap=True)
+    table.add_column("file", no_wrap=True)
     for record in records:
         verdict = record.get("verdict")
-        cells = [Text(verdict or "error", style=VERDICT_STYLES.get(verdict, "")),
-                 Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}")]
+        cell = Text(verdict or "error", style=VERDICT_STYLES.get(verdict, ""))
+        if declares_ai(record):
+            cell.append(" (declared AI)", style="bold magenta")
+        cells = [cell, Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}")]
         if show_provenance:
             cells.append(Text(printable((record.get("provenance") or {}).get("summary") or "—")))
         label = Text(printable(record["path"]))

@@ -6,11 +6,15 @@ import contextlib
 import datetime as dt
 import os
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,7 +26,9 @@ from rich.progress import (
 
 from apncli import __version__
 from apncli.cli import common, outfile, output
-from apncli.cli.common import ExitCode
+from apncli.cli.inputs import gather, preflight
+from apncli.cli.summary import Tally, resume_hint, summary_line
+from apncli.data.discover import Survey
 from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import UsageError, one_line
 from apncli.report import HtmlReportWriter
@@ -41,20 +47,29 @@ def register(app: typer.Typer) -> None:
 
 
 def scan_command(
-    paths: list[Path] = typer.Argument(..., help="Image files and/or folders.", show_default=False),
+    paths: list[str] | None = typer.Argument(
+        None, help="Image files and/or folders; - reads the list of paths from stdin.", show_default=False),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    files_from: Path | None = typer.Option(
+        None, "--files-from", help="Also scan the paths listed in this file, one per line (- for stdin)."),
+    null_separated: bool = typer.Option(
+        False, "-0", "--null", help="Path lists are NUL-separated (find -print0), not one per line."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document {manifest, records}."),
     as_jsonl: bool = typer.Option(False, "--jsonl", help="One JSON record per line, streamed."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV with a header row."),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, help="Override the calibrated threshold (no 'inconclusive')."),
-    weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP),
-    device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP),
+        None, "--threshold", min=0.0, max=1.0, show_default=False,
+        help="Override the calibrated threshold (no 'inconclusive') \\[default: the checkpoint's]."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP, show_default=False),
+    device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP + " \\[default: auto]",
+                                      show_default=False),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, max=4096, help="Crops per forward pass [default: 4 on CPU, 16 on GPU]."),
+        None, "--batch-size", min=1, max=4096, show_default=False,
+        help="Crops per forward pass \\[default: 4 on CPU, 16 on GPU]."),
     tiles: int | None = typer.Option(
-        None, "--tiles", min=1, max=64,
-        help="Crops scored per large image [default: the checkpoint's]; more is thorougher and slower."),
+        None, "--tiles", min=1, max=64, show_default=False,
+        help="Crops scored per large image; more is thorougher and slower "
+             "\\[default: the checkpoint's, 4 for apn-lite-v1]."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
@@ -71,23 +86,29 @@ def scan_command(
     shard: str | None = typer.Option(
         None, "--shard", metavar="K/N", help="Scan only part K of N (a stable split by path; job arrays)."),
     html: Path | None = typer.Option(None, "--html", help="Also write an HTML report (see `apn report`)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No loading message, progress bar or end-of-run summary on stderr."),
 ) -> int:
     from apncli.data.discover import Shard
-    from apncli.engine import Detector, ScanOptions
 
     fmt = _choose_format(as_json, as_jsonl, as_csv, out)
+    inputs = gather(paths or [], files_from, null_separated)
+    found = preflight(inputs, recursive)  # before the model: a typo must not cost a model load
+    input_paths = [Path(p) for p in inputs]
     if resume and out is None:
         raise UsageError("--resume needs --out FILE in JSONL or CSV format")
     if html is not None:
         if resume:
             raise UsageError("--html with --resume would leave out the earlier records; "
                              "run `apn report` on the --out file instead")
-        outfile.prepare_target(html, paths, force=force, option="--html")
+        outfile.prepare_target(html, input_paths, force=force, option="--html")
     if manifest is not None:
-        outfile.prepare_target(manifest, paths, force=force, option="--manifest")
+        outfile.prepare_target(manifest, input_paths, force=force, option="--manifest")
     part = None if shard is None else Shard.parse(shard)
-    with _claim(out, fmt, paths, force=force, resume=resume) as target:
-        detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
+    with _claim(out, fmt, input_paths, force=force, resume=resume) as target:
+        detector = _load_detector(weights, device, tiles, quiet)
+        from apncli.engine import ScanOptions
+
         prior = target.prior if target is not None else outfile.Prior()
         if target is not None:
             rule = detector.info.threshold if threshold is None else threshold
@@ -104,9 +125,59 @@ def scan_command(
         writer = _make_writer(fmt, stream, run_manifest, provenance)
         if html is not None:
             writer = output.TeeWriter(writer, HtmlReportWriter(html, run_manifest))
-        counts = _run(detector, paths, options, writer, _figure_maker(detector, explain_dir, paths),
-                      where=str(out) if out is not None else "stdout")
-    return _exit_code(counts, prior)
+        tally = Tally()
+        total = sum(map(options.wants, found.paths)) if found.complete else None
+        report = _Report(tally, out, fmt, total, found, quiet)
+        try:
+            _run(detector, inputs, options, writer, _figure_maker(detector, explain_dir, input_paths),
+                 tally, total, quiet, where=str(out) if out is not None else "stdout")
+        except (KeyboardInterrupt, common.Terminated):
+            report.show(interrupted=True)
+            raise
+    report.show()
+    return _exit_code(tally, prior)
+
+
+def _load_detector(weights: str | None, device: str | None, tiles: int | None, quiet: bool) -> Detector:
+    """Load the detector, saying on a terminal what the seconds of silence are (torch, then the weights)."""
+    console = common.stderr_console
+    show = console.is_terminal and not quiet
+    status = console.status(f"loading the detector ({weights or 'default'}): torch and the weights...")
+    started = time.monotonic()
+    with status if show else contextlib.nullcontext():
+        from apncli.engine import Detector
+
+        detector = Detector.load(weights, device=common.parse_device(device), tiles=tiles)
+    if show:
+        console.print(f"[dim]detector {escape(detector.info.name)} on {detector.device}, "
+                      f"loaded in {time.monotonic() - started:.1f} s[/]")
+    return detector
+
+
+#: Output formats ``--resume`` can continue (a JSON document is closed when the run ends).
+RESUMABLE = ("jsonl", "csv")
+
+
+@dataclass
+class _Report:
+    """The end-of-run summary on stderr (a table's caption already carries the counts)."""
+
+    tally: Tally
+    out: Path | None
+    fmt: str
+    total: int | None
+    found: Survey
+    quiet: bool
+
+    def show(self, interrupted: bool = False) -> None:
+        if self.quiet:
+            return
+        console = common.stderr_console
+        console.print(summary_line(self.tally, out=self.out, with_counts=self.fmt != "table" or interrupted,
+                                   total=self.total, interrupted=interrupted,
+                                   skipped_folders=self.found.skipped_folders), markup=False)
+        if interrupted and self.out is not None and self.fmt in RESUMABLE:
+            console.print(resume_hint(sys.argv[1:]), markup=False)
 
 
 def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None) -> str:
@@ -155,65 +226,52 @@ def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any],
         return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0)
     from rich.console import Console
 
-    console = Console(file=stream)
-    if not console.is_terminal:  # piped tables keep whole paths on one line
-        console = Console(file=stream, width=max(console.width, 200))
-    return output.TableWriter(console, show_provenance=provenance)
+    return output.TableWriter(Console(file=stream), show_provenance=provenance)
 
 
-def _run(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
-         explain: Callable[[ScanRecord], None] | None, where: str) -> dict[str, int]:
+def _run(detector: Detector, paths: list[str], options: ScanOptions, writer: output.RecordWriter,
+         explain: Callable[[ScanRecord], None] | None, tally: Tally, total: int | None, quiet: bool,
+         where: str) -> None:
     """Write every record as it comes; ``close`` in ``finally`` keeps the output valid on Ctrl-C.
 
     An output that cannot be written (disk full, closed pipe) is one ``OutputError`` naming ``where``.
     """
     with outfile.output_errors(where):
-        return _write_records(detector, paths, options, writer, explain)
+        _write_records(detector, paths, options, writer, explain, tally, total, quiet)
 
 
-def _write_records(detector: Detector, paths: list[Path], options: ScanOptions, writer: output.RecordWriter,
-                   explain: Callable[[ScanRecord], None] | None) -> dict[str, int]:
+def _write_records(detector: Detector, paths: list[str], options: ScanOptions, writer: output.RecordWriter,
+                   explain: Callable[[ScanRecord], None] | None, tally: Tally, total: int | None,
+                   quiet: bool) -> None:
     from apncli.engine import scan
 
-    counts = {"flagged": 0, "errors": 0, "scored": 0}
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[flagged]} flagged"),
                         console=common.stderr_console, transient=True,
-                        disable=not common.stderr_console.is_terminal)
+                        disable=quiet or not common.stderr_console.is_terminal)
     try:
         with progress:
-            task = progress.add_task("scan", total=None, flagged=0)
+            task = progress.add_task("scan", total=total, flagged=0)
             for record in scan(detector, paths, options):
                 if explain is not None and record.verdict == AI_GENERATED:
                     explain(record)
-                writer.write(record.to_dict())
-                _count(counts, record)
-                progress.update(task, advance=1, flagged=counts["flagged"])
+                result = record.to_dict()
+                writer.write(result)
+                tally.add(result)
+                if record.error is not None:
+                    common.error(f"{record.path}: {record.error}")
+                progress.update(task, advance=1, flagged=tally.flagged)
     finally:
         writer.close()
-    return counts
 
 
-def _count(counts: dict[str, int], record: ScanRecord) -> None:
-    if record.error is not None:
-        counts["errors"] += 1
-        common.error(f"{record.path}: {record.error}")
-        return
-    counts["scored"] += 1
-    if record.verdict == AI_GENERATED:
-        counts["flagged"] += 1
-
-
-def _exit_code(counts: dict[str, int], prior: outfile.Prior) -> int:
-    """The exit code of the whole output: this run's records plus those a resumed file already held."""
-    flagged, errors = counts["flagged"] + prior.flagged, counts["errors"] + prior.errors
-    if flagged:
-        return ExitCode.FLAGGED
-    if errors and not counts["scored"] + prior.scored:
-        return ExitCode.ERROR
-    if errors:
-        return ExitCode.PARTIAL
-    return ExitCode.OK
+def _exit_code(tally: Tally, prior: outfile.Prior) -> int:
+    """The exit code of the whole output: this run's records plus those a resumed file already held
+    (files declaring AI generation are counted in this run's records)."""
+    earlier = Counter({AI_GENERATED: prior.flagged, "earlier": prior.scored - prior.flagged})
+    whole = Tally(verdicts=tally.verdicts + earlier, unreadable=tally.unreadable + prior.errors,
+                  declared_ai=tally.declared_ai)
+    return whole.exit_code()
 
 
 def _figure_maker(detector: Detector, explain_dir: Path | None,

@@ -130,7 +130,9 @@ def train_command(
     target_fpr: float = typer.Option(
         0.05, "--target-fpr", help="False-positive rate on reals the threshold targets."
     ),
-    workers: int = typer.Option(4, "--workers", min=0, max=64, help="Data-loading processes (per process)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=0, max=64, show_default=False,
+        help="Data-loading processes (per process) \\[default: the CPUs this process may use]."),
     device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
     max_steps: int | None = typer.Option(
@@ -177,6 +179,7 @@ def train_command(
 ) -> int:
     """Parse flags into a TrainConfig and run it; all torch work lives in apncli.training."""
     from apncli.data.augment import AugmentConfig
+    from apncli.engine.device import available_cpus
     from apncli.training.losses import LossWeights
     from apncli.training.trainer import TrainConfig, train
 
@@ -217,7 +220,7 @@ def train_command(
         val_fraction=val_fraction,
         val_max=val_max,
         target_fpr=target_fpr,
-        workers=workers,
+        workers=available_cpus() if workers is None else workers,
         device=common.parse_device(device),
         amp=amp,
         max_steps=max_steps,
@@ -256,19 +259,24 @@ def _summary(result: Any) -> Table:
         ("best epoch", str(result.best_epoch) if result.best_epoch else "-"),
         ("validation AUC / acc@0.5", _fmt(val.get("auc")) + " / " + _fmt(val.get("acc"))),
         ("threshold", _fmt(cal.threshold) if cal else "0.5 (not calibrated)"),
-        (
-            "inconclusive band",
-            f"[{_fmt(cal.inconclusive_band[0])}, {_fmt(cal.inconclusive_band[1])}]" if cal else "-",
-        ),
+        ("inconclusive band", _band(cal)),
         (
             "calibration FPR / TPR",
             f"{_fmt(cal.achieved_fpr)} / {_fmt(cal.tpr)} (n={cal.n_real}+{cal.n_fake})" if cal else "-",
         ),
         ("unreadable files skipped", str(len(result.skipped))),
+        *(("[bold yellow]warning[/]", warning) for warning in (cal.warnings if cal else ())),
     ]
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _band(cal: Any) -> str:
+    if cal is None:
+        return "-"
+    low, high = cal.inconclusive_band
+    return f"[{_fmt(low)}, {_fmt(high)}]" if low < high else "none (empty: no 'inconclusive' verdicts)"
 
 
 def _fmt(value: Any) -> str:

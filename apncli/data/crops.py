@@ -88,6 +88,54 @@ def tile_positions(height: int, width: int, size: int, max_tiles: int) -> list[t
     return chosen
 
 
+#: Texture is measured on every TEXTURE_STEP-th pixel: 1/16 of a photo's pixels, a few ms for 12 MP.
+TEXTURE_STEP = 4
+
+
+def textured_tile_positions(canvas: np.ndarray, size: int, max_tiles: int) -> list[tuple[int, int]]:
+    """Top-left corners of up to ``max_tiles`` windows on ``canvas`` (H×W×C, already padded), content first.
+
+    When the canvas holds more grid windows (see :func:`tile_positions`) than the budget, the windows
+    with the most local detail come first: the mean absolute difference between neighbouring pixels,
+    on a 1-in-``TEXTURE_STEP`` subsample. Flat sky, walls and studio backdrops carry little of the
+    generator's high-frequency trace and of the camera's, so a few tiles are better spent on content.
+    Ties go to the window nearer the centre, then to grid order; deterministic, and a smaller budget
+    yields a prefix of a larger one. Canvases that fit in the budget are tiled as by ``tile_positions``.
+    """
+    height, width = canvas.shape[:2]
+    ys, xs = _spread(height, size), _spread(width, size)
+    if len(ys) * len(xs) <= max_tiles:
+        return tile_positions(height, width, size, max_tiles)
+    means = _window_detail(canvas, ys, xs, size)
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    distance = np.hypot(grid_y - (height - size) / 2, grid_x - (width - size) / 2)
+    order = np.lexsort((distance.ravel(), -means.ravel()))  # detail first, then nearest the centre
+    return [(int(grid_y.flat[i]), int(grid_x.flat[i])) for i in order[:max_tiles]]
+
+
+def _window_detail(canvas: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """(len(ys), len(xs)) mean |horizontal| + |vertical| neighbour difference of the green channel (the
+    luminance-heavy one) inside each window, on a 1-in-``TEXTURE_STEP`` subsample, via a summed-area table."""
+    small = canvas[::TEXTURE_STEP, ::TEXTURE_STEP]
+    small = (small[..., 1] if small.ndim == 3 else small).astype(np.int16)
+    detail = np.zeros(small.shape, dtype=np.int32)
+    detail[:, 1:] += np.abs(np.diff(small, axis=1))
+    detail[1:, :] += np.abs(np.diff(small, axis=0))
+    rows, columns = detail.shape
+    y0, x0 = ys // TEXTURE_STEP, xs // TEXTURE_STEP
+    y1 = np.clip((ys + size) // TEXTURE_STEP, y0 + 1, rows)
+    x1 = np.clip((xs + size) // TEXTURE_STEP, x0 + 1, columns)
+    # Summed-area table, built only on the rows the windows start and end at (a full one costs 5x more).
+    down = np.zeros((rows + 1, columns), dtype=np.int64)
+    np.cumsum(detail, axis=0, out=down[1:])
+    edges = np.concatenate([y0, y1])
+    table = np.zeros((len(edges), columns + 1), dtype=np.int64)
+    np.cumsum(down[edges], axis=1, out=table[:, 1:])
+    top, bottom = table[: len(y0)], table[len(y0):]
+    total = bottom[:, x1] - top[:, x1] - bottom[:, x0] + top[:, x0]
+    return total / np.outer(y1 - y0, x1 - x0)
+
+
 def _spread(length: int, size: int) -> np.ndarray:
     """Offsets of the fewest ``size`` windows that cover ``length``, first and last flush with the edges."""
     count = math.ceil(length / size)

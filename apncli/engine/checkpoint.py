@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from apncli.engine.download import file_digest
 from apncli.errors import CheckpointError, one_line
+from apncli.files import give_default_mode
 
 FORMAT_VERSION = 1
 METADATA_KEY = "apn"
@@ -79,6 +80,7 @@ def save_checkpoint(path: str | os.PathLike[str], state_dict: Mapping[str, torch
     os.close(fd)
     try:
         save_file(tensors, tmp_name, metadata=header)
+        give_default_mode(tmp_name)
         _fsync_file(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:

@@ -146,17 +146,19 @@ class Detector:
         multi = self.info.preprocessing.get("multi_crop") or {}
         return int(multi.get("max_tiles", 1)) if multi.get("enabled", False) else 1
 
-    def plan_crops(self, height: int, width: int) -> CropPlan:
-        """Native-resolution crops: never resize (it destroys the artifacts), tile large images."""
+    def plan_crops(self, rgb: np.ndarray) -> CropPlan:
+        """Native-resolution crops of an H×W×3 image: never resized (it destroys the artifacts); a large
+        image is tiled, its most detailed positions first (``crop_ops.textured_tile_positions``)."""
+        return self._plan(crop_ops.pad_to(rgb, self.crop_size))
+
+    def _plan(self, canvas: np.ndarray) -> CropPlan:
         size = self.crop_size
-        padded_h, padded_w = max(height, size), max(width, size)
-        positions = crop_ops.tile_positions(padded_h, padded_w, size, self.max_tiles)
-        return CropPlan(size=size, positions=positions)
+        return CropPlan(size=size, positions=crop_ops.textured_tile_positions(canvas, size, self.max_tiles))
 
     def crops_of(self, rgb: np.ndarray) -> list[np.ndarray]:
         """The RGB crops of one image, as ``plan_crops`` places them (used by decode workers)."""
         canvas = crop_ops.pad_to(rgb, self.crop_size)
-        plan = self.plan_crops(*rgb.shape[:2])
+        plan = self._plan(canvas)
         return [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
 
     # -------------------------------------------------------------------------------------- inference
@@ -181,12 +183,14 @@ class Detector:
         return aggregate(self.predict_crops(flat, batch_size), [len(crops) for crops in per_image])
 
     def analyse(self, rgb: np.ndarray) -> Analysis:
-        """Score all crops, then rerun the one that drove the verdict with everything ``explain`` needs."""
+        """Score all crops, then rerun the one that pushed toward the verdict with everything ``explain``
+        needs: the most AI-like tile of an ``ai-generated`` image, the most real-looking of a ``real`` one,
+        and for ``inconclusive`` the tile whose score is closest to the image's."""
         crops = self.crops_of(rgb)
         tile_scores = self.predict_crops(crops)
         p_ai = float(tile_scores.mean())
-        chosen = int(np.argmax(tile_scores) if self.verdict(p_ai) == AI_GENERATED else np.argmin(tile_scores))
-        y, x = self.plan_crops(*rgb.shape[:2]).positions[chosen]
+        chosen = _tile_toward(self.verdict(p_ai), tile_scores, p_ai)
+        y, x = self.plan_crops(rgb).positions[chosen]
         tensor = self._to_input([crops[chosen]])
         with torch.inference_mode():
             output = self.model(tensor, return_images=True)
@@ -214,6 +218,14 @@ class Detector:
             "max_tiles": self.max_tiles,
             "device": str(self.device),
         }
+
+
+def _tile_toward(verdict: str, tile_scores: np.ndarray, p_ai: float) -> int:
+    if verdict == AI_GENERATED:
+        return int(np.argmax(tile_scores))
+    if verdict == INCONCLUSIVE:
+        return int(np.argmin(np.abs(tile_scores - p_ai)))
+    return int(np.argmin(tile_scores))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -18,6 +18,13 @@ ENV_VAR = "APN_DEVICE"
 _SUPPORTED = "auto, cpu, cuda, cuda:N or mps"
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's share), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def select_device(requested: str | None = None) -> torch.device:
     """Return the device for ``requested`` (None/"auto" → ``APN_DEVICE`` if set, else the best available)."""
     source = "--device"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from apncli.data.discover import Candidate, Shard, discover, display_path
+from apncli.data.discover import Candidate, Shard, discover
 from apncli.data.images import decode_image
 from apncli.engine.detector import Detector
+from apncli.engine.device import available_cpus
 from apncli.errors import ImageError, one_line
 
 #: A decode that takes longer than this is reported as an error instead of stalling the scan.
@@ -99,6 +99,10 @@ class ScanOptions:
     inference_threads: int | None = None  # forward passes run at once; None: one per usable core on CPU
     shard: Shard | None = None  # scan only this part of the candidates (``--shard K/N``)
 
+    def wants(self, path: Path) -> bool:
+        """Whether a discovered candidate is scanned: in this shard, and not skipped."""
+        return (self.shard is None or self.shard.holds(path)) and (self.skip is None or not self.skip(path))
+
 
 #: Crops per forward pass when the caller does not say. On CPU small batches are fastest: the 2·K band
 #: images of a few crops stay in cache (``lite``: 4 crops per pass take 20–25 % less CPU per crop than 16,
@@ -109,9 +113,7 @@ ACCELERATOR_BATCH = 16
 
 def scan(detector: Detector, paths: Iterable[str | Path], options: ScanOptions) -> Iterator[ScanRecord]:
     """Yield one record per candidate file, in discovery order, decoding ahead and scoring in parallel."""
-    candidates = (c for c in discover([Path(p) for p in paths], recursive=options.recursive)
-                  if (options.shard is None or options.shard.holds(c.path))
-                  and (options.skip is None or not options.skip(c.path)))
+    candidates = (c for c in discover(list(paths), recursive=options.recursive) if options.wants(c.path))
     yield from score_candidates(detector, candidates, options)
 
 
@@ -212,8 +214,7 @@ def inference_threads(detector: Detector, options: ScanOptions) -> int:
         return max(1, options.inference_threads)
     if detector.device.type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_INFERENCE_THREADS))
+    return max(1, min(available_cpus(), MAX_INFERENCE_THREADS))
 
 
 #: Each CPU inference thread holds one batch of activations (at 4 crops: ~150 MB for ``lite``, ~500 MB for
@@ -295,7 +296,7 @@ def _score_crops(detector: Detector, decoded: list[_Decoded], batch: int) -> np.
 
 def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options: ScanOptions) -> ScanRecord:
     threshold = detector.info.threshold if options.threshold is None else options.threshold
-    record = ScanRecord(path=display_path(item.candidate.path), threshold=threshold,
+    record = ScanRecord(path=item.candidate.display, threshold=threshold,
                         model=detector.info.to_dict(), width=item.width, height=item.height,
                         crops=len(item.crops), error=item.error, source=item.candidate.path)
     if item.error is None and len(scores):

@@ -1,7 +1,7 @@
 """Explain a verdict from what the network itself computed: band maps, artifact image, weights, occlusion.
 
-``explain_image`` runs the detector once on the crop that drove the verdict (plus one rerun per band for
-occlusion); ``render_figure`` draws the one-PNG figure, ``render_terminal`` the Rich view, and
+``explain_image`` runs the detector once on the tile that pushed toward the verdict (plus one rerun per
+band for occlusion); ``render_figure`` draws the one-PNG figure, ``render_terminal`` the Rich view, and
 ``Explanation.to_dict`` the JSON documented in docs/explain-schema.md.
 """
 

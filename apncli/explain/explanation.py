@@ -1,8 +1,8 @@
 """What ``apn explain`` shows, computed from one detector run (plus the occlusion reruns) of one image.
 
-Every number here comes from what the network itself computed on the crop that drove the verdict: its
-band proposals and masks, its proposal weights, its artifact-related images. Nothing is a separate
-heuristic, so the picture cannot disagree with the score it explains.
+Every number here comes from what the network itself computed on the tile that pushed toward the
+verdict: its band proposals and masks, its proposal weights, its artifact-related images. Nothing is a
+separate heuristic, so the picture cannot disagree with the score it explains.
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
                   source: str | None = None) -> Explanation:
     """Run the detector on an RGB uint8 image and collect what its network computed, for people to read.
 
-    Large images are tiled by the detector; the explanation is of the crop that drove the verdict (the
-    most AI-like tile for an "ai-generated" verdict, the least AI-like otherwise), and says which.
+    Large images are tiled by the detector; the explanation is of the tile that pushed toward the verdict
+    (``Detector.analyse`` says which), and every tile's score is kept.
     ``occlusion`` adds K extra forward passes (one per band) for the Δp sanity check.
     """
     analysis = detector.analyse(rgb)
@@ -325,7 +325,7 @@ def _ranges(prop: BandProposal, height: int, width: int) -> list[list[ChannelRan
 
 def _tiles(detector: Detector, rgb: np.ndarray, analysis: Analysis) -> tuple[list[Tile], int]:
     """Every scored crop with its p(AI), and which of them was analysed."""
-    plan = detector.plan_crops(int(rgb.shape[0]), int(rgb.shape[1]))
+    plan = detector.plan_crops(rgb)
     tiles = [Tile((x, y, plan.size, plan.size), float(p))
              for (y, x), p in zip(plan.positions, analysis.tile_probabilities, strict=True)]
     chosen = tuple(int(v) for v in analysis.crop_box)

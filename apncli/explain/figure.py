@@ -5,7 +5,8 @@ Layout (2 rows × 3 panels under a header)::
     header: file, verdict + p(AI), model, which crop was analysed
     [input image + tiles] [analysed crop]              [artifact-related image |x_art|]
     [amplitude band map]  [phase band map]             [proposal weights vs occlusion dp]
-    footer: what each map is, in one sentence each
+    footer: the plain-language reading (what the score means, how sure, what would change it, tiles,
+            bands), then one line on how the maps are made
 
 Each panel's plot area is returned (and stored in the PNG's ``apn:panels`` text chunk) so tests and tools
 can find the panels without guessing pixel positions.
@@ -19,6 +20,7 @@ import math
 import os
 import re
 import tempfile
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,18 @@ from PIL import PngImagePlugin
 from apncli import __version__
 from apncli.explain import drawing as dr
 from apncli.explain.explanation import SCHEMA, Explanation
+from apncli.explain.reading import plain_reading, tile_role
+from apncli.files import give_default_mode
 
 PLOT = 288  # side of every panel's plot area, in pixels
 CELL = (430, 410)  # one panel: title, plot, axes, colour bar
 MARGIN = 20
 HEADER = 112
-FOOTER = 62
+MAPS_NOTE = ("How the maps are made: log(1+|X|) spectra of the crop, centred, in cycles/pixel; band maps "
+             "sum_k w_k*mask_k / sum_k w_k from the network's own masks and weights; occlusion dp_k = "
+             "p(crop) - p(crop without band k's amplitude bins). Details: docs/explain-schema.md.")
+FOOTER_LINE = 19  # one footer line, in pixels
+FOOTER_CHARS = 170  # reading sentences wrap at this many characters
 PLOT_OFFSET = (66, 58)  # plot area's top-left inside its cell: room for y-axis labels and titles
 FREQ_TICKS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 SPECTRUM_GRAY = 150  # the spectrum's brightest grey: context only, kept dim so band colours stand out
@@ -79,7 +87,8 @@ def figure_name_for(path: str | os.PathLike[str]) -> str:
 def render_figure(explanation: Explanation, path: str | os.PathLike[str]) -> FigureInfo:
     """Draw the figure and write it as a PNG at ``path`` (atomically; overwrites: callers decide that)."""
     width = 2 * MARGIN + 3 * CELL[0]
-    height = HEADER + 2 * CELL[1] + FOOTER
+    footer = _footer_lines(explanation)
+    height = HEADER + 2 * CELL[1] + FOOTER_LINE * len(footer) + 12
     fig = dr.Figure(width, height)
     _header(fig, explanation, width)
     cells = dr.grid((MARGIN, HEADER), CELL, columns=3, rows=2)
@@ -92,7 +101,7 @@ def render_figure(explanation: Explanation, path: str | os.PathLike[str]) -> Fig
         plot = _plot_box(cell)
         painters[name](fig, plot, explanation)
         panels[name] = plot
-    _footer(fig, height)
+    _footer(fig, HEADER + 2 * CELL[1], footer)
     out = Path(path)
     _save_png(fig, out, panels)
     return FigureInfo(out, (width, height), panels)
@@ -129,18 +138,20 @@ def _header(fig: dr.Figure, e: Explanation, width: int) -> None:
     fig.line([(MARGIN, HEADER - 6), (width - MARGIN, HEADER - 6)], fill=dr.FRAME)
 
 
-def _footer(fig: dr.Figure, height: int) -> None:
-    notes = (
-        "Spectra: log(1+|X|) of the analysed crop, mean over B,G,R, centred (rfft half-plane mirrored by "
-        "conjugate symmetry, fftshift); f_x = v/W, f_y = u/H in cycles/pixel.",
-        "Band maps: sum_k w_k*mask_k / sum_k w_k from the network's own masks and attention weights, mean "
-        "over B,G,R; invalid proposals collapse onto the DC row and column.",
-        "Occlusion: dp_k = p(crop) - p(crop with band k's amplitude-mask bins zeroed in every channel), "
-        "full model rerun; dp_k > 0 means band k's content pushes the crop towards AI-generated.",
-    )
+def _footer_lines(e: Explanation) -> list[tuple[str, bool]]:
+    """(text, is_reading): the plain-language reading, wrapped, then one line on how the maps are made."""
+    lines = [("In plain words", True)]
+    for sentence in plain_reading(e):
+        lines += [(part, True) for part in textwrap.wrap(sentence, FOOTER_CHARS, subsequent_indent="   ")]
+    lines.append((MAPS_NOTE, False))
+    return lines
+
+
+def _footer(fig: dr.Figure, top: int, lines: list[tuple[str, bool]]) -> None:
     width = fig.image.width - 2 * MARGIN
-    for i, note in enumerate(notes):
-        fig.fit_text((MARGIN, height - FOOTER + 4 + 18 * i), note, width, size=12, fill=dr.MUTED)
+    for i, (line, reading) in enumerate(lines):
+        fig.fit_text((MARGIN, top + 4 + FOOTER_LINE * i), line, width, size=14 if reading else 12,
+                     fill=dr.INK if reading else dr.MUTED)
 
 
 # ------------------------------------------------------------------------------------------------ panels
@@ -187,7 +198,7 @@ def _crop(fig: dr.Figure, plot: dr.Box, e: Explanation) -> None:
     fig.x_axis(plot, xs, "x (pixels in crop)")
     fig.y_axis(plot, ys, "y (pixels)")
     x, y, w, h = e.crop_box
-    _titles(fig, plot, "Analysed crop (drove the verdict)",
+    _titles(fig, plot, f"Analysed crop: {tile_role(e)}",
             f"{w}x{h} px at x={x}, y={y}; p(AI) = {e.p_crop:.3f}")
 
 
@@ -322,6 +333,7 @@ def _save_png(fig: dr.Figure, out: Path, panels: dict[str, dr.Box]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             fig.image.save(handle, format="PNG", pnginfo=info)
+        give_default_mode(tmp)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

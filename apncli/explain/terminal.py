@@ -15,6 +15,7 @@ from rich.text import Text
 from apncli.errors import printable
 from apncli.explain import drawing, spectra
 from apncli.explain.explanation import CHANNELS, MAP_CELLS, AxisRange, Explanation
+from apncli.explain.reading import bands_stand_out, plain_reading, tile_role
 
 TOP_BANDS = 5
 RAMP = " .:-=+*#%@"
@@ -29,9 +30,15 @@ def render_terminal(explanation: Explanation, console: Console) -> None:
     console.print(Text.assemble(("apn explain", "bold"), " ", name), soft_wrap=True)  # one copy-pastable line
     console.print(_summary(e))
     console.print()
+    console.print(_reading(e))
+    console.print()
     console.print(_maps(e, colour=console.color_system is not None))
     console.print()
-    console.print(_band_table(e))
+    if bands_stand_out(e):
+        console.print(_band_table(e))
+    else:  # a table of near-equal weights and tiny occlusion effects would only look like evidence
+        console.print(Text(f"  (band table left out: no band stands out; all {len(e.bands)} are in --json)",
+                           style="dim"))
 
 
 def _summary(e: Explanation) -> Group:
@@ -45,8 +52,17 @@ def _summary(e: Explanation) -> Group:
             f"  verdict  [{style}]{e.verdict.upper()}[/]   p(AI) = [bold]{e.p_ai:.3f}[/]   ({rule})"),
         Text(printable(f"  model    {e.model.get('name')} (config {e.model.get('config')}, sha256 {sha})")),
         Text(f"  image    {e.image_size[0]}x{e.image_size[1]} px, scored as {len(e.tiles)} tile(s){padded}"),
-        Text(f"  crop     {w}x{h} at x={x}, y={y} (tile {e.tile_index + 1}), p(AI) of crop = {e.p_crop:.3f}"),
+        Text(f"  crop     {w}x{h} at x={x}, y={y} (tile {e.tile_index + 1}, {tile_role(e)}), "
+             f"p(AI) of crop = {e.p_crop:.3f}"),
+        *([Text("  tiles    " + "  ".join(f"{i + 1}: {t.p_ai:.3f}" for i, t in enumerate(e.tiles)))]
+          if len(e.tiles) > 1 else []),
     )
+
+
+def _reading(e: Explanation) -> Group:
+    """The plain-language reading, one wrapped paragraph per sentence group."""
+    return Group(Text("  In plain words", style="bold"),
+                 *(Text(f"  - {line}", overflow="fold") for line in plain_reading(e)))
 
 
 # --------------------------------------------------------------------------------------------------- maps

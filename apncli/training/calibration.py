@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Calibration", "calibrate", "threshold_for_fpr"]
+__all__ = ["Calibration", "calibrate", "reals_needed", "threshold_for_fpr"]
 
 
 def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
@@ -50,11 +50,32 @@ class Calibration:
     n_real: int
     n_fake: int
     method: str = "fpr-interval: band = [thr@2*target, thr@target/2]"
+    warnings: tuple[str, ...] = ()  # why this operating point should not be trusted (too few images, ...)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["inconclusive_band"] = list(self.inconclusive_band)
+        d["warnings"] = list(self.warnings)
         return d
+
+
+def reals_needed(target_fpr: float) -> int:
+    """Held-back reals for a threshold at ``target_fpr`` to mean something: the band's strict edge
+    (half the target) must allow at least one false positive, so n >= 2 / target (40 at 5 %)."""
+    return math.ceil(2.0 / target_fpr - 1e-9) if target_fpr > 0 else 0
+
+
+def _warnings(n_real: int, n_fake: int, target_fpr: float, band: tuple[float, float]) -> tuple[str, ...]:
+    out = []
+    needed = reals_needed(target_fpr)
+    if n_real < needed:
+        out.append(f"threshold calibrated on only {n_real} real and {n_fake} fake image(s); a "
+                   f"{target_fpr:.0%} false-positive target needs at least {needed} held-back reals: "
+                   "treat the threshold as a placeholder (more data or a larger --val-fraction)")
+    if band[0] >= band[1]:
+        out.append("the inconclusive band is empty (too few held-back reals to separate the thresholds at "
+                   "twice and half the target rate): scans will never answer 'inconclusive'")
+    return tuple(out)
 
 
 def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) -> Calibration:
@@ -66,6 +87,7 @@ def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) 
     lo = threshold_for_fpr(real, min(2.0 * target_fpr, 0.999))
     hi = threshold_for_fpr(real, target_fpr / 2.0)
     lo, hi = min(lo, thr), max(hi, thr)
+    n_fake = int((y == 1).sum())
     return Calibration(
         threshold=thr,
         inconclusive_band=(lo, hi),
@@ -73,5 +95,6 @@ def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) 
         achieved_fpr=float((real >= thr).mean()),
         tpr=float((s[y == 1] >= thr).mean()) if (y == 1).any() else float("nan"),
         n_real=int(real.size),
-        n_fake=int((y == 1).sum()),
+        n_fake=n_fake,
+        warnings=_warnings(int(real.size), n_fake, float(target_fpr), (lo, hi)),
     )

@@ -73,15 +73,19 @@ def score_samples(
     return out
 
 
-def mean_report(reports: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Cross-generator mean of every metric (each generator weighs the same); counts are summed."""
+def mean_report(reports: Iterable[dict[str, Any]], counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """Cross-generator mean of every metric (each generator weighs the same).
+
+    ``counts`` gives the row's ``n_*`` values, the distinct files behind it (reals shared by every
+    generator count once); without it the per-generator counts are summed.
+    """
     rows = list(reports)
     if not rows:
         return {}
     out: dict[str, Any] = {}
     for key, value in rows[0].items():
         if key.startswith("n_"):
-            out[key] = int(sum(r[key] for r in rows))
+            out[key] = int(counts[key]) if counts and key in counts else int(sum(r[key] for r in rows))
         elif isinstance(value, float):
             vals = [r[key] for r in rows if isinstance(r.get(key), float) and not math.isnan(r[key])]
             out[key] = float(np.mean(vals)) if vals else float("nan")
@@ -123,7 +127,10 @@ def evaluate_groups(
             labels = np.array([s.label for s in members], dtype=np.int64)
             scores = np.array([by_path[s.path] for s in members], dtype=np.float64)
             per_gen[name] = detection_report(labels, scores, threshold, n_boot=n_boot, seed=seed)
-        results[pert.name] = {"generators": per_gen, "mean": mean_report(per_gen.values())}
+        scored_files = [s for s in files if s.path in by_path]
+        distinct = {"n_real": sum(s.label == 0 for s in scored_files),
+                    "n_fake": sum(s.label == 1 for s in scored_files)}
+        results[pert.name] = {"generators": per_gen, "mean": mean_report(per_gen.values(), distinct)}
     return {"results": results, "skipped": sorted(skipped.values())}
 
 

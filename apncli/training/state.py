@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from apncli.errors import CheckpointError, one_line
+from apncli.files import give_default_mode
 
 __all__ = ["load_state", "save_state"]
 
@@ -80,6 +81,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={_KEY: json.dumps(skeleton)})
+        give_default_mode(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

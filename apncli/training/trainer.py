@@ -869,6 +869,8 @@ class _Run:
         cal = calibrate(labels, scores, self.cfg.target_fpr) if (labels == 0).any() else None
         if cal is None:
             self.log("warning: no held-back real images (--val-fraction 0?): threshold left at 0.5")
+        for warning in cal.warnings if cal is not None else ():
+            self.log(f"warning: {warning}")
         result.calibration = cal
         result.model_path = self._write_model(cal, labels, scores, seconds)
         self.ctx.barrier()

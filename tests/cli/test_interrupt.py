@@ -39,6 +39,9 @@ def test_ctrl_c_leaves_valid_output_then_resume_completes(fmt: str, tiny_weights
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert "interrupted after" in stderr  # the summary of what was done, and how to go on:
+    hint = f"continue with: apn scan {folder} --{fmt} --out {out}"
+    assert (hint in stderr) == (fmt == "jsonl")  # a closed JSON document cannot be resumed
     text = out.read_text()
     if fmt == "json":
         records = json.loads(text)["records"]

@@ -151,7 +151,9 @@ def test_console_script_subprocess(tiny_weights: Path, mixed_folder: Path) -> No
     assert proc.returncode in (1, 3)
     assert len(_records(proc.stdout)) == 5
     assert "Traceback" not in proc.stderr
-    assert all(line.startswith("error:") for line in proc.stderr.splitlines() if line.strip())
+    *errors, summary = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 3 and all(line.startswith("error:") for line in errors)
+    assert summary.startswith("scanned 5 files in ")
 
 
 def test_provenance_is_reported_beside_the_score(run_apn, tiny_weights: Path, tmp_path: Path) -> None:

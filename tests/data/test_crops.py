@@ -17,6 +17,7 @@ from apncli.data.crops import (
     extract,
     pad_to,
     random_crop,
+    textured_tile_positions,
     tile_positions,
     to_tensor_bgr,
 )
@@ -134,6 +135,29 @@ def test_tiles_start_at_the_centre_and_spread_out() -> None:
     assert {(0, 0), (0, 2776), (3776, 0)} == set(positions[1:])
     everything = tile_positions(448, 448, 224, 100)
     assert sorted(everything) == [(0, 0), (0, 224), (112, 112), (224, 0), (224, 224)]
+
+
+def sky_over_content(height: int = 300, width: int = 400, seed: int = 0) -> np.ndarray:
+    """A photo-like canvas: flat, gently graded sky over the top two thirds, detailed ground below."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = np.linspace(150, 200, height, dtype=np.uint8)[:, None, None]
+    ground = height * 2 // 3
+    image[ground:] = rng.integers(0, 256, (height - ground, width, 3), dtype=np.uint8)
+    return image
+
+
+def test_textured_tiles_go_to_content_not_sky() -> None:
+    canvas = sky_over_content()
+    positions = textured_tile_positions(canvas, 32, 4)
+    assert len(positions) == 4 and len(set(positions)) == 4
+    assert all(y >= 200 for y, _ in positions)  # every window in the detailed ground, none in the sky
+    assert textured_tile_positions(canvas, 32, 4) == positions  # deterministic
+    assert textured_tile_positions(canvas, 32, 7)[:4] == positions  # a bigger budget extends it
+    # A canvas the budget covers is tiled as before; a uniform one ranks by distance to the centre.
+    assert textured_tile_positions(canvas[:64, :64], 32, 4) == tile_positions(64, 64, 32, 4)
+    flat = np.full((300, 400, 3), 128, np.uint8)
+    assert textured_tile_positions(flat, 32, 1) == [(119, 184)]  # the grid window nearest the centre
 
 
 @pytest.mark.parametrize(

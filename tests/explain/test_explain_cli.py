@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from apn_testing import save_tiny_checkpoint
+from explain_helpers import LOGIT_GAIN, write_png
 from PIL import Image
 
 
@@ -30,7 +33,8 @@ def test_json_on_stdout_view_on_stderr(run_apn, weights: Path, image: Path) -> N
 
 def test_plain_run_prints_the_view_on_stdout(run_apn, weights: Path, image: Path) -> None:
     result = run_apn("explain", image, "--weights", weights, "--no-occlusion")
-    assert "phase bands" in result.stdout and "Top 3 of 3 bands" in result.stdout
+    assert "phase bands" in result.stdout and "In plain words" in result.stdout
+    assert "Top 3 of 3 bands" in result.stdout or "band table left out: no band stands out" in result.stdout
     assert "error" not in result.stderr
     assert result.code in (0, 1)
 
@@ -88,3 +92,45 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(run_apn, weights: Path, tmp_
 
 def test_missing_weights_is_a_one_line_error(run_apn, image: Path, tmp_path: Path) -> None:
     _one_line_error(run_apn("explain", image, "--weights", tmp_path / "nope.safetensors"))
+
+
+def test_inconclusive_is_explained_through_its_representative_tile(run_apn, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Not the least AI-like tile: the one whose score is closest to the image's, named as such, with
+    every tile's score and a plain reading of what the score means and what would change it."""
+    monkeypatch.setenv("COLUMNS", "250")
+    weights = save_tiny_checkpoint(tmp_path / "band.safetensors", threshold=0.5, band=(0.0, 1.0),
+                                   logit_gain=LOGIT_GAIN)
+    image = write_png(tmp_path / "large.png", height=300, width=400, seed=5)
+    result = run_apn("explain", image, "--weights", weights, "--json", "--no-occlusion")
+    record = json.loads(result.stdout)
+    assert record["verdict"] == "inconclusive" and result.code == 0
+    scores = [tile["p_ai"] for tile in record["tiles"]]
+    closest = min(range(len(scores)), key=lambda i: abs(scores[i] - record["p_ai"]))
+    assert record["crop"]["tile_index"] == closest
+    view = result.stderr
+    assert "the tile closest to the image's score" in view and "drove the verdict" not in view
+    assert all(f"{i + 1}: {score:.3f}" in view for i, score in enumerate(scores))
+    assert "How sure: not at all" in view
+    assert "What would change it: a score below 0.000 would read real, above 1.000 ai-generated." in view
+
+
+def test_real_verdict_reading_says_what_would_flip_it(run_apn, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    weights = save_tiny_checkpoint(tmp_path / "strict.safetensors", threshold=1.0, logit_gain=LOGIT_GAIN)
+    image = write_png(tmp_path / "photo.png")
+    result = run_apn("explain", image, "--weights", weights, "--no-occlusion")
+    assert "REAL" in result.stdout and "the most real-looking tile" in result.stdout
+    assert "What would change it: a score at or above 1.000 would read ai-generated." in result.stdout
+
+
+def test_large_photo_is_judged_on_content_not_sky(run_apn, weights: Path, tmp_path: Path) -> None:
+    """Every scored tile of a photo that is mostly flat sky lies in its detailed part."""
+    rng = np.random.default_rng(0)
+    photo = np.empty((300, 400, 3), dtype=np.uint8)
+    photo[:] = np.linspace(150, 200, 300, dtype=np.uint8)[:, None, None]
+    photo[200:] = rng.integers(0, 256, (100, 400, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "sky.png")
+    result = run_apn("explain", tmp_path / "sky.png", "--weights", weights, "--json", "--no-occlusion")
+    boxes = [tile["box"] for tile in json.loads(result.stdout)["tiles"]]
+    assert len(boxes) == 4 and all(y >= 200 for _, y, _, _ in boxes)

@@ -13,6 +13,7 @@ from PIL import Image
 from rich.console import Console
 
 from apncli.explain import PANELS, explain_image, figure_name_for, render_figure, render_terminal
+from apncli.explain.reading import bands_stand_out
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_terminal_view_has_verdict_maps_and_bands(explanation, color_system) -> 
     assert explanation.verdict.upper() in text
     assert f"{explanation.p_ai:.3f}" in text
     assert "amplitude bands" in text and "phase bands" in text and "f_x (cycles/pixel)" in text
-    assert "Top 3 of 3 bands" in text
+    assert ("Top 3 of 3 bands" in text) == bands_stand_out(explanation)
+    assert "In plain words" in text and "What would change it" in text
     assert "x=" in text and "tile" in text
     map_lines = [line for line in text.splitlines() if line.startswith("  f_y")]
     assert len(map_lines) == 1

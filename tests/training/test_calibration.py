@@ -41,3 +41,14 @@ def test_small_sets_and_bounds() -> None:
     with pytest.raises(ValueError, match="without real images"):
         threshold_for_fpr(np.array([]), 0.05)
     assert cal.to_dict()["inconclusive_band"] == list(cal.inconclusive_band)
+
+
+def test_tiny_sets_and_empty_bands_are_said() -> None:
+    tiny = calibrate(np.array([0, 1]), np.array([0.3, 0.8]), 0.05)
+    assert tiny.n_real == 1 and tiny.n_fake == 1
+    assert any("only 1 real and 1 fake" in w for w in tiny.warnings)
+    assert tiny.inconclusive_band[0] >= tiny.inconclusive_band[1]
+    assert any("inconclusive band is empty" in w for w in tiny.warnings)
+    rng = np.random.default_rng(0)
+    ample = calibrate(np.r_[np.zeros(400), np.ones(400)], np.r_[rng.random(400), rng.random(400)], 0.05)
+    assert ample.warnings == () and ample.to_dict()["warnings"] == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
@@ -48,6 +50,7 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     assert set(rows) == {"gen_a", "gen_b"} and rows["gen_a"]["n_real"] == 8 and rows["gen_b"]["n_fake"] == 8
     assert 0 <= rows["gen_a"]["auc"] <= 1 and len(rows["gen_a"]["auc_ci"]) == 2
     assert doc["results"]["none"]["mean"]["n_fake"] == 16
+    assert doc["results"]["none"]["mean"]["n_real"] == 8  # the reals both generators share count once
 
     table = runner.invoke(app, [*eval_args, "--bootstrap", "0"])
     assert table.exit_code == 0 and "gen_b" in table.stdout and "mean" in table.stdout
@@ -65,3 +68,29 @@ def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
         ["eval", "--dataset", "folder", "--data-root", str(data), "--weights", "x", "--perturb", "sharpen:2"],
     )
     assert bad.exit_code != 0 and "sharpen" in str(bad.exception or bad.output)
+
+
+def test_tiny_calibration_is_flagged_and_files_are_readable(tmp_path: Path) -> None:
+    """A threshold from a handful of reals comes with a warning, on screen and in the checkpoint; the
+    loader defaults to the CPUs the process may use; the model file gets the usual permissions."""
+    from apncli.engine.device import available_cpus
+
+    data = make_folder_dataset(tmp_path / "data", n=6, gens=("gen_a",))
+    out = tmp_path / "run"
+    flags = [f for f in TINY_TRAIN_FLAGS if f not in ("--workers", "0")]
+    result = CliRunner().invoke(app, [*_train_args(data, out), *flags, "--epochs", "1", "--max-steps", "1",
+                                      "--club-data", "reuse", "--val-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "warning: threshold calibrated on only" in result.stderr
+    assert "needs at least 40 held-back reals" in result.stderr
+    meta = read_metadata(out / "model.safetensors")
+    calibration = meta["metrics"]["calibration"]
+    assert calibration["n_real"] < 40 and calibration["warnings"]
+    low, high = meta["inconclusive_band"]
+    if low >= high:
+        assert "inconclusive band is empty" in result.stderr
+    assert meta["training"]["hyperparameters"]["workers"] == available_cpus()
+    assert "DataLoader will create" not in result.output
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) == 0o666 & ~mask
