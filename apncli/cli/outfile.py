@@ -28,6 +28,7 @@ from apncli.data.discover import display_path
 from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import OutputError, UsageError, one_line
+from apncli.files import give_default_mode
 
 try:
     import fcntl
@@ -72,6 +73,7 @@ def write_new_file(path: Path, text: str, *, force: bool) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        give_default_mode(tmp)
         if force:
             os.replace(tmp, path)
         else:

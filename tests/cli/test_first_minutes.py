@@ -193,3 +193,12 @@ def test_terminal_says_what_loads_and_how_far_the_scan_is(tiny_weights: Path, mi
     assert "loading the detector" in screen and "loaded in" in screen
     assert "/5" in screen and "/?" not in screen  # the progress bar knows the total
     assert "a.png" in screen and "unreadable" in screen
+
+
+def test_manifest_gets_the_usual_file_mode(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "run.json"
+    run_apn("scan", write_image(tmp_path / "x.png"), "--jsonl", "--weights", tiny_weights,
+            "--manifest", manifest)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert manifest.stat().st_mode & 0o777 == 0o666 & ~mask
