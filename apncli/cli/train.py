@@ -103,11 +103,12 @@ def train_command(
         help="Change loss weights (default 1 each), e.g. 'mi=0,pull=0.5'. Names: ce, "
         "ce_freq, ce_spatial, gen, se1, se2, se3, band, pull, mi.",
     ),
-    teacher: Path | None = typer.Option(
+    teacher: str | None = typer.Option(
         None,
         "--teacher",
-        help="Semantic-teacher features for L_se2/L_se3 (safetensors: 'features' N×D + "
-        "header 'paths'); without it those terms are off.",
+        help="Semantic teacher for L_se2/L_se3: 'clip_b16' (CLIP ViT-B/16 image tower in place of the "
+        "paper's BLIP; pip install 'apn[teacher]') or a features file (safetensors: 'features' N×D + "
+        "header 'paths'). Without one those terms are off and implicit purification is degenerate.",
     ),
     pretrained: str | None = typer.Option(
         None,

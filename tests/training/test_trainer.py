@@ -158,14 +158,17 @@ def test_semantic_teacher_turns_on_se2_and_se3(data: Path, tmp_path: Path) -> No
     teacher = tmp_path / "teacher.safetensors"
     save_file({"features": torch.randn(len(files), 16)}, str(teacher), metadata={"paths": json.dumps(rel)})
     out = tmp_path / "out"
-    train(_cfg(data, out, epochs=1, max_steps=1, teacher=teacher))
+    train(_cfg(data, out, epochs=1, max_steps=1, teacher=str(teacher)))
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert record["se2"] > 0 and record["se3"] > 0
     assert "covers" in (out / "train.log").read_text()
-    wrong = tmp_path / "wrong.safetensors"
-    save_file({"features": torch.randn(len(files), 7)}, str(wrong), metadata={"paths": json.dumps(rel)})
-    with pytest.raises(UsageError, match="feature_dim"):
-        train(_cfg(data, tmp_path / "out2", epochs=1, max_steps=1, teacher=wrong))
+    meta = read_metadata(out / "model.safetensors")["training"]["semantic_teacher"]
+    assert meta["name"] == "teacher.safetensors" and "BLIP" in meta["note"]
+    narrow = tmp_path / "narrow.safetensors"  # 7-d features: projected to the model's 16 dims
+    save_file({"features": torch.randn(len(files), 7)}, str(narrow), metadata={"paths": json.dumps(rel)})
+    train(_cfg(data, tmp_path / "out2", epochs=1, max_steps=1, teacher=str(narrow)))
+    record = json.loads((tmp_path / "out2" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["se2"] > 0
 
 
 def test_extra_fakes_hook(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
