@@ -135,7 +135,9 @@ def train_command(
         None, "--workers", min=0, max=64, show_default=False,
         help="Data-loading processes (per process) \\[default: the CPUs this process may use]."),
     device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    amp: bool = typer.Option(
+        False, "--amp/--no-amp",
+        help="float16 mixed precision on CUDA (default off: it blurs the least-significant-bit traces)."),
     max_steps: int | None = typer.Option(
         None, "--max-steps", min=1, help="Stop after this many steps (quick runs)."
     ),

@@ -7,7 +7,6 @@ verdict. Commands never touch the network directly; they go through this small A
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from apncli.data import crops as crop_ops
 from apncli.engine import cache, checkpoint, registry
-from apncli.engine.device import autocast_dtype, select_device
+from apncli.engine.device import select_device
 from apncli.engine.verdicts import AI_GENERATED, INCONCLUSIVE, REAL
 from apncli.errors import CheckpointError, ModelNotFoundError
 from apncli.model import APN, APNConfig, APNOutput, build_model
@@ -77,7 +76,6 @@ class Detector:
         self.model = model.eval().to(device)
         self.info = info
         self.device = device
-        self._autocast = autocast_dtype(device)
         #: Crops per large image; None keeps the checkpoint's multi-crop setting.
         self.tiles = tiles
 
@@ -171,7 +169,7 @@ class Detector:
             return np.concatenate([self.predict_crops(crops[i:i + batch_size])
                                    for i in range(0, len(crops), batch_size)])
         batch = self._to_input(crops)
-        with torch.inference_mode(), self._autocast_context():
+        with torch.inference_mode():  # float32 on every device: see device.autocast_dtype
             # Scoring needs only the artifact path: skip the semantic head (same logits, ~1.5x faster).
             logits = self.model(batch, irrelevant=False).logits
         return torch.softmax(logits.float(), dim=1)[:, 1].double().cpu().numpy()
@@ -200,11 +198,6 @@ class Detector:
 
     def _to_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         return crop_ops.to_tensor_bgr(list(crops)).to(self.device, non_blocking=True)
-
-    def _autocast_context(self) -> contextlib.AbstractContextManager:
-        if self._autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._autocast)
 
     def describe(self) -> dict[str, Any]:
         """The run manifest's model part: what a report must cite to be reproducible."""

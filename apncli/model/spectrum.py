@@ -113,7 +113,30 @@ def split_bands(
         amp_art, phase_art = amp_masks * amp, phase_masks * phase
         art = torch.polar(amp_art, phase_art)
         irr = torch.polar(amp - amp_art, phase - phase_art) if irrelevant else None
-    return torch.fft.irfft2(art, s=size), None if irr is None else torch.fft.irfft2(irr, s=size)
+    width = size[-1]
+    art = torch.fft.irfft2(hermitian_edges(art, width), s=size)
+    return art, None if irr is None else torch.fft.irfft2(hermitian_edges(irr, width), s=size)
+
+
+def hermitian_edges(spec: Tensor, width: int) -> Tensor:
+    """Make columns 0 and W/2 (W even) of a half spectrum Hermitian along the rows; returns the result
+    (``spec`` itself, changed in place, unless autograd needs ``spec`` unchanged: then a copy).
+
+    rfft2 of a real image has X[-u, 0] = conj(X[u, 0]) (and likewise at column W/2), and irfft2 assumes it.
+    A band mask breaks it (a row stripe is not symmetric in u), and how an inverse FFT treats those
+    columns then depends on the backend: the CPU's drops the imaginary part of the row transform, which
+    equals this projection ((X[u] + conj(X[-u])) / 2), while others may read only half of the rows. After
+    the projection every backend computes the same image (and the CPU the same as without it).
+    ``spec``: (..., H, W') complex, any memory layout.
+    """
+    if spec.requires_grad:
+        spec = spec.clone()
+    rows = spec.shape[-2]
+    mirror = (-torch.arange(rows, device=spec.device)) % rows
+    for column in (0, width // 2) if width % 2 == 0 else (0,):
+        edge = spec[..., column]
+        spec[..., column] = (edge + edge[..., mirror].conj()) / 2
+    return spec
 
 
 def _layout_like(t: Tensor, masks: Tensor) -> Tensor:
@@ -141,4 +164,4 @@ def _split_hard(
     return art, torch.where(phase_masks, amp, freq).masked_fill_(amp_masks, 0)
 
 
-__all__ = ["band_masks", "polar", "recombine", "spectrum", "split_bands"]
+__all__ = ["band_masks", "hermitian_edges", "polar", "recombine", "spectrum", "split_bands"]

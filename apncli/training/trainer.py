@@ -112,7 +112,7 @@ class TrainConfig:
     target_fpr: float = 0.05
     workers: int = 2
     device: str | None = None
-    amp: bool = True
+    amp: bool = False  # float16 autocast on CUDA only when asked: see engine.device.autocast_dtype
     max_steps: int | None = None
     save_every: int = 0
     log_every: int = 10

@@ -2,7 +2,7 @@
 
 import torch
 
-from apncli.model.spectrum import band_masks, polar, recombine, spectrum, split_bands
+from apncli.model.spectrum import band_masks, hermitian_edges, polar, recombine, spectrum, split_bands
 
 H, W_HALF = 8, 5  # an 8x8 image has an 8x5 rfft2 grid
 
@@ -103,3 +103,43 @@ def test_hard_split_matches_literal_polar_formula_when_masks_differ() -> None:
     assert torch.allclose(irr, recombine(amp - a_art, phase - p_art, (16, 16)), atol=1e-5)
     art_only, none = split_bands(freq, ma, mp, (16, 16), irrelevant=False)
     assert none is None and torch.equal(art_only, art)
+
+
+def _half_rows_irfft2(original):
+    """An inverse FFT that, like some GPU backends, reads only rows 0..H/2 of columns 0 and W/2 and
+    mirrors the rest: identical to the CPU's on a Hermitian half spectrum, different on any other."""
+
+    def irfft2(spec: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
+        spec = spec.clone()
+        rows, width = spec.shape[-2], s[-1]
+        for column in (0, width // 2):
+            for u in range(rows // 2 + 1, rows):
+                spec[..., u, column] = spec[..., rows - u, column].conj()
+        return original(spec, s=s)
+
+    return irfft2
+
+
+def test_split_is_the_same_whatever_the_backend_assumes_of_the_edge_columns(monkeypatch) -> None:
+    """Band masks break the Hermitian symmetry of columns 0 and W/2; irfft2 is backend-defined there.
+    The split makes them Hermitian first, so the CPU's convention and a half-rows one give one image."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, H, H, generator=g)
+    freq = torch.fft.rfft2(x)
+    b = lambda: torch.rand(2, 2, 3, generator=g)  # noqa: E731
+    amp_masks = band_masks(b() * 0.5, b() * 0.5 + 0.5, b() * 0.5, b() * 0.5 + 0.5, H, W_HALF)
+    phase_masks = band_masks(b() * 0.5, b() * 0.5 + 0.5, b() * 0.5, b() * 0.5 + 0.5, H, W_HALF)
+    expected = split_bands(freq, amp_masks, phase_masks, (H, H))
+    monkeypatch.setattr(torch.fft, "irfft2", _half_rows_irfft2(torch.fft.irfft2))
+    for masks in ((amp_masks, phase_masks), (amp_masks.bool(), phase_masks.bool())):
+        got = split_bands(freq, *masks, (H, H))
+        for image, reference in zip(got, expected, strict=True):
+            assert torch.allclose(image, reference, atol=1e-5)
+
+
+def test_hermitian_edges_leaves_the_cpu_result_unchanged() -> None:
+    g = torch.Generator().manual_seed(1)
+    spec = torch.complex(torch.randn(3, H, W_HALF, generator=g), torch.randn(3, H, W_HALF, generator=g))
+    before = torch.fft.irfft2(spec, s=(H, H))
+    after = torch.fft.irfft2(hermitian_edges(spec.clone(), H), s=(H, H))
+    assert torch.allclose(before, after, atol=1e-5)
