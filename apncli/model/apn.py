@@ -203,14 +203,13 @@ class APN(nn.Module):
         ``split_bands`` the layout copies around irfft2 (see there).
         """
         c = self.config
-        soft = c.mask == "soft"
         if not for_split:
             bounds = (prop.starts_x, prop.ends_x, prop.starts_y, prop.ends_y)
-            return band_masks(*bounds, c.crop, c.spectrum_width, soft=soft, tau=c.soft_mask_tau)
+            return band_masks(*bounds, c.crop, c.spectrum_width, mode=c.mask, tau=c.soft_mask_tau)
         prop = prop.permuted()
         bounds = (prop.starts_y, prop.ends_y, prop.starts_x, prop.ends_x)  # swapped: columns as rows
-        dtype = None if soft else torch.bool
-        masks = band_masks(*bounds, c.spectrum_width, c.crop, soft=soft, tau=c.soft_mask_tau, dtype=dtype)
+        dtype = torch.bool if c.mask == "hard" else None
+        masks = band_masks(*bounds, c.spectrum_width, c.crop, mode=c.mask, tau=c.soft_mask_tau, dtype=dtype)
         return masks.transpose(-1, -2)
 
     @staticmethod

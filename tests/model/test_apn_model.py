@@ -153,10 +153,22 @@ def test_hard_masks_give_proposers_no_task_gradient_only_band_loss() -> None:
     assert not _params_without_grad(model, _band_loss(out)) & _proposer_params(model)
 
 
-def test_soft_masks_give_boundaries_a_task_gradient() -> None:
-    model = _model(replace(TINY, name="tiny-soft", mask="soft")).train()
+@pytest.mark.parametrize("mode", ["soft", "straight-through"])
+def test_differentiable_masks_give_boundaries_a_task_gradient(mode: str) -> None:
+    model = _model(replace(TINY, name=f"tiny-{mode}", mask=mode)).train()
     out = model(_images(2, TINY.crop))
     assert _params_without_grad(model, _task_loss(out, torch.tensor([0, 1]))) == set()
+
+
+def test_straight_through_masks_score_like_hard_masks() -> None:
+    """Same forward values as the paper's hard masks (only the gradient differs)."""
+    torch.manual_seed(0)
+    hard = _model(TINY).eval()
+    straight = _model(replace(TINY, name="tiny-st", mask="straight-through")).eval()
+    straight.load_state_dict(hard.state_dict())
+    x = _images(3, TINY.crop)
+    with torch.no_grad():
+        assert torch.allclose(hard(x).logits, straight(x).logits, atol=1e-5)
 
 
 @pytest.mark.slow

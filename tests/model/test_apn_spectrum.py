@@ -55,7 +55,7 @@ def test_hard_masks_carry_no_gradient() -> None:
 def test_soft_mask_is_bounded_and_differentiable_in_boundaries() -> None:
     s = torch.tensor([0.25, 0.5], requires_grad=True)
     e = torch.tensor([0.5, 0.9], requires_grad=True)
-    m = band_masks(s, e, s, e, H, W_HALF, soft=True, tau=1.0)
+    m = band_masks(s, e, s, e, H, W_HALF, mode="soft", tau=1.0)
     assert m.shape == (2, H, W_HALF)
     assert m.min() >= 0 and m.max() <= 1
     (m * torch.rand_like(m)).sum().backward()
@@ -64,7 +64,7 @@ def test_soft_mask_is_bounded_and_differentiable_in_boundaries() -> None:
     # with a sharp ramp the soft mask approaches the hard one (edges a quarter bin into a bin, where the
     # ramp's rounding and the hard mask's floor agree): rows 2.25..4.25 -> 2..4, columns 1.25..2.25 -> 1..2
     boundaries = (2.25 / H, 4.25 / H, 1.25 / W_HALF, 2.25 / W_HALF)
-    sharp = _mask(*boundaries, soft=True, tau=0.02)
+    sharp = _mask(*boundaries, mode="soft", tau=0.02)
     assert torch.equal(_mask(*boundaries), _expected([2, 3, 4], [1, 2]))
     assert torch.allclose(sharp, _expected([2, 3, 4], [1, 2]), atol=1e-3)
 
