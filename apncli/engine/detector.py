@@ -238,7 +238,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 if name.startswith("bn") and isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
                     setattr(module, name.replace("bn", "conv"), fuse_conv_bn_eval(conv, bn))
                     setattr(module, name, nn.Identity())
-            if isinstance(module, nn.Sequential) and [type(m) for m in module] == [nn.Conv2d, nn.BatchNorm2d]:
+            if (isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Conv2d)
+                    and isinstance(module[1], nn.BatchNorm2d)):
                 module[0], module[1] = fuse_conv_bn_eval(module[0], module[1]), nn.Identity()
     return model
 

@@ -117,6 +117,24 @@ class ConvNeXt(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
+class StridedPointwiseConv(nn.Conv2d):
+    """A 1x1, stride-s, unpadded convolution computed as subsampling followed by a unit-stride 1x1 conv.
+
+    The two are the same function (a 1x1 kernel with stride s reads exactly the pixels ``x[..., ::s, ::s]``)
+    with the same parameters and names, so torchvision weights still load. Computing it this way keeps
+    oneDNN off its strided 1x1 weight-gradient path, which corrupts the heap (SIGSEGV / "corrupted
+    double-linked list") for channels-last inputs of 2-7 channels when it runs the AVX2 kernels: oneDNN
+    3.12 in torch 2.13, measured on AMD EPYC and with ``ONEDNN_MAX_CPU_ISA=AVX2``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, 1, stride=stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        step_y, step_x = self.stride
+        return F.conv2d(x[:, :, ::step_y, ::step_x], self.weight, self.bias)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (two 3x3 convs) with torchvision names conv1/bn1/conv2/bn2/downsample."""
 
@@ -130,7 +148,7 @@ class BasicBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                StridedPointwiseConv(inplanes, planes, stride), nn.BatchNorm2d(planes)
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -183,4 +201,7 @@ def resnet18() -> ResNet:
     return ResNet((64, 128, 256, 512), (2, 2, 2, 2))
 
 
-__all__ = ["BasicBlock", "CNBlock", "ConvNeXt", "LayerNorm2d", "ResNet", "convnext_base", "resnet18"]
+__all__ = [
+    "BasicBlock", "CNBlock", "ConvNeXt", "LayerNorm2d", "ResNet", "StridedPointwiseConv", "convnext_base",
+    "resnet18",
+]
