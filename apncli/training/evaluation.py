@@ -114,12 +114,11 @@ def evaluate_groups(
             unique.setdefault(s.path, s)
     files = sorted(unique.values())
     results: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, None] = {}  # insertion-ordered set of "path: reason", as the trainer keeps it
     for pert in perturbations:
         transform = _compose(align, pert)
         scored = score_samples(predict, files, transform, workers=workers, on_progress=on_progress)
-        for message in scored.errors:
-            skipped.setdefault(message.split(": ", 1)[0], message)
+        skipped.update(dict.fromkeys(scored.errors))
         by_path = {s.path: float(v) for s, v in zip(scored.samples, scored.scores, strict=True)}
         per_gen: dict[str, Any] = {}
         for name, g in groups.items():
@@ -131,7 +130,7 @@ def evaluate_groups(
         distinct = {"n_real": sum(s.label == 0 for s in scored_files),
                     "n_fake": sum(s.label == 1 for s in scored_files)}
         results[pert.name] = {"generators": per_gen, "mean": mean_report(per_gen.values(), distinct)}
-    return {"results": results, "skipped": sorted(skipped.values())}
+    return {"results": results, "skipped": sorted(skipped)}
 
 
 def _compose(align: Perturbation | None, pert: Perturbation) -> Transform | None:

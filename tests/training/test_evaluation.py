@@ -62,3 +62,16 @@ def test_mean_report_ignores_nan_and_sums_counts() -> None:
     rows = [{"n_real": 2, "auc": 0.5, "ap": float("nan")}, {"n_real": 3, "auc": 1.0, "ap": float("nan")}]
     mean = mean_report(rows)
     assert mean["n_real"] == 5 and mean["auc"] == 0.75 and math.isnan(mean["ap"])
+
+
+def test_every_unreadable_file_is_listed_once_even_when_names_share_a_prefix(tmp_path: Path) -> None:
+    """Five unreadable files whose names agree up to ": " are five entries, not one (nor ten)."""
+    reals = [Sample(p, 0, "real") for p in write_images(tmp_path / "real", 2, False, 0)]
+    for i in range(5):
+        bad = tmp_path / "real" / f"scan: {i}.png"
+        bad.write_text("not an image")
+        reals.append(Sample(bad, 0, "real"))
+    fakes = [Sample(p, 1, "a") for p in write_images(tmp_path / "a", 2, True, 1)]
+    groups = {"a": EvalGroup("a", reals, fakes)}
+    report = evaluate_groups(CountingPredictor(), groups, 0.5, parse_perturbations("blur:1"), workers=1)
+    assert [Path(m.rsplit(": ", 1)[0]).name for m in report["skipped"]] == [f"scan: {i}.png" for i in range(5)]
