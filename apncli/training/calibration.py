@@ -23,6 +23,9 @@ def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
 
     With ``m = floor(target * n)`` false positives allowed, the threshold must lie above the (m+1)-th
     highest real score; it is put midway to the m-th highest so it does not sit on a training point.
+
+    Raises ``ValueError`` when no such threshold exists: scores at or above a threshold are flagged, so
+    when more than ``m`` reals score exactly 1.0 (a saturated model) every threshold in [0, 1] flags them.
     """
     s = np.sort(np.asarray(real_scores, dtype=np.float64).ravel())
     if s.size == 0:
@@ -32,6 +35,12 @@ def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
     n = s.size
     allowed = math.floor(target_fpr * n + 1e-9)
     must_exceed = s[n - allowed - 1]  # the (allowed+1)-th highest real score
+    if must_exceed >= 1.0:
+        saturated = int((s >= 1.0).sum())
+        raise ValueError(
+            f"no threshold in [0, 1] keeps the false-positive rate at or below {target_fpr:g}: "
+            f"{saturated} of {n} real scores are 1.0 (saturated) and would all be flagged"
+        )
     # the m-th highest real score bounds the midpoint from above; with m = 0 a hair above the maximum
     upper = s[n - allowed] if allowed else min(1.0, must_exceed + 1e-6)
     threshold = (must_exceed + upper) / 2.0 if upper > must_exceed else float(np.nextafter(must_exceed, 2.0))
@@ -79,13 +88,20 @@ def _warnings(n_real: int, n_fake: int, target_fpr: float, band: tuple[float, fl
 
 
 def calibrate(labels: np.ndarray, scores: np.ndarray, target_fpr: float = 0.05) -> Calibration:
-    """Threshold at ``target_fpr`` on the reals in (labels, scores), with its inconclusive band."""
+    """Threshold at ``target_fpr`` on the reals in (labels, scores), with its inconclusive band.
+
+    Raises ``ValueError`` (see :func:`threshold_for_fpr`) when saturated reals make the target
+    unreachable. When only the stricter half-target is unreachable, the band reaches up to 1.0.
+    """
     y = np.asarray(labels).astype(np.int64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     real = s[y == 0]
     thr = threshold_for_fpr(real, target_fpr)
     lo = threshold_for_fpr(real, min(2.0 * target_fpr, 0.999))
-    hi = threshold_for_fpr(real, target_fpr / 2.0)
+    try:
+        hi = threshold_for_fpr(real, target_fpr / 2.0)
+    except ValueError:  # no threshold meets the stricter budget: saturated scores stay undecided
+        hi = 1.0
     lo, hi = min(lo, thr), max(hi, thr)
     n_fake = int((y == 1).sum())
     return Calibration(

@@ -893,7 +893,11 @@ class _Run:
             self._score(calibration_set) if calibration_set else (np.zeros(0, np.int64), np.zeros(0), [])
         )
         self._note_errors(errors)
-        cal = calibrate(labels, scores, self.cfg.target_fpr) if (labels == 0).any() else None
+        try:
+            cal = calibrate(labels, scores, self.cfg.target_fpr) if (labels == 0).any() else None
+        except ValueError as exc:  # saturated held-back reals: no threshold meets the target
+            raise UsageError(f"cannot calibrate the decision threshold: {exc}; use a larger --target-fpr "
+                             f"(the trained weights are in {self.out / BEST_FILE})") from None
         if cal is None:
             self.log("warning: no held-back real images (--val-fraction 0?): threshold left at 0.5")
         for warning in cal.warnings if cal is not None else ():

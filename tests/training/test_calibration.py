@@ -37,7 +37,7 @@ def test_threshold_sits_between_scores_and_handles_ties() -> None:
 def test_small_sets_and_bounds() -> None:
     cal = calibrate(np.array([0, 0, 0, 1]), np.array([0.2, 0.3, 0.4, 0.9]), 0.05)
     assert 0.4 < cal.threshold < 0.9 and cal.achieved_fpr == 0.0 and cal.tpr == 1.0
-    assert threshold_for_fpr(np.array([1.0, 1.0]), 0.05) == 1.0  # never leaves [0, 1]
+    assert threshold_for_fpr(np.array([0.2, 0.999999]), 0.05) <= 1.0  # never leaves [0, 1]
     with pytest.raises(ValueError, match="without real images"):
         threshold_for_fpr(np.array([]), 0.05)
     assert cal.to_dict()["inconclusive_band"] == list(cal.inconclusive_band)
@@ -52,3 +52,15 @@ def test_tiny_sets_and_empty_bands_are_said() -> None:
     rng = np.random.default_rng(0)
     ample = calibrate(np.r_[np.zeros(400), np.ones(400)], np.r_[rng.random(400), rng.random(400)], 0.05)
     assert ample.warnings == () and ample.to_dict()["warnings"] == []
+
+
+def test_saturated_reals_are_never_flagged_by_a_returned_threshold() -> None:
+    """Scores >= threshold are flagged, so reals at p = 1.0 admit no threshold: an error, not t = 1.0."""
+    with pytest.raises(ValueError, match=r"2 of 2 real scores are 1\.0"):
+        threshold_for_fpr(np.array([1.0, 1.0]), 0.05)
+    reals = np.r_[np.linspace(0.1, 0.5, 19), 1.0]  # one saturated real of 20: 5% allows exactly it
+    assert threshold_for_fpr(reals, 0.05) < 1.0
+    with pytest.raises(ValueError, match="saturated"):
+        threshold_for_fpr(reals, 0.01)
+    cal = calibrate(np.r_[np.zeros(20), 1], np.r_[reals, 0.9], 0.05)
+    assert cal.achieved_fpr == 0.05 and cal.inconclusive_band[1] == 1.0  # half the budget is out of reach
