@@ -165,7 +165,7 @@ def train_apn(variant: str, data: Path, work: Path, source: FakeSource, command:
         loss_weights=LossWeights.parse(",".join([RECIPE["loss_weights"],
                                                  RECIPE["variant_loss_weights"].get(variant, "")])),
         name=f"{SHIP_NAME}-{variant}", command=command, progress=False,
-        resume=out if (out / "state-last.safetensors").is_file() else None,  # continue an interrupted run
+        resume=out if (out / "state-last.apn-state").is_file() else None,  # continue an interrupted run
     )
     what = fakes or "generators only"
     log(f"{variant}: training APN {RECIPE['model']} (epochs {cfg.epochs}, fakes {what})")

@@ -17,8 +17,8 @@ TRAIN_HELP = (
     "diffusionforensics (ROOT/{train,test}/<domain>/<generator|real>), forensynths "
     "(ROOT/<split>/[<class>/]{0_real,1_fake}), folder (ROOT/{real,fake/<generator>} or "
     "{0_real,1_fake}) and manifest (--data-root FILE.csv|.jsonl with path,label[,generator]).\n\n"
-    "--out receives train.log, metrics.jsonl, state-last.safetensors (resume with --resume OUT), "
-    "best-weights.safetensors and the final model.safetensors, whose threshold is calibrated on held-back "
+    "--out receives train.log, metrics.jsonl, state-last.apn-state (resume with --resume OUT), "
+    "best-weights.apn-state and the final model.safetensors, whose threshold is calibrated on held-back "
     "training files at --target-fpr. Multi-GPU / multi-node: torchrun --nproc_per_node=N -m apncli "
     "train ... (--batch-size is the global batch)."
 )

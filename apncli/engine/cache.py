@@ -19,6 +19,7 @@ from pathlib import Path
 
 import platformdirs
 
+from apncli.engine.checkpoint import MODEL_FILE
 from apncli.engine.download import download, file_digest
 from apncli.engine.registry import RegistryEntry, get_entry, list_entries, weights_dir
 from apncli.errors import ModelNotFoundError
@@ -56,6 +57,12 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, registry: Registry 
         raise ModelNotFoundError("weights file not found: '' (empty name)")
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():  # an `apn train` run folder: its final, calibrated checkpoint
+        if (candidate / MODEL_FILE).is_file():
+            return candidate / MODEL_FILE
+        raise ModelNotFoundError(
+            f"weights folder {text!r} holds no {MODEL_FILE} (not a finished `apn train` run)"
+        )
     if candidate.exists():
         raise ModelNotFoundError(f"weights path {text!r} is not a file")
     if _looks_like_path(text):

@@ -5,8 +5,8 @@ flowing into the features) followed by ``club_steps`` estimator steps (the CLUB'
 features of fresh batches, or of the same batch with ``club_data="reuse"``). Both learning rates follow a
 LinearLR warm-up chained with a StepLR decay, stepped every iteration.
 
-Outputs in ``--out``: ``state-last.safetensors`` (everything needed to resume exactly, rewritten
-atomically after every epoch, every ``save_every`` steps and on interruption), ``best-weights.safetensors``
+Outputs in ``--out``: ``state-last.apn-state`` (everything needed to resume exactly, rewritten
+atomically after every epoch, every ``save_every`` steps and on interruption), ``best-weights.apn-state``
 (weights only, of the best epoch by validation AUC), ``metrics.jsonl`` (step and epoch records),
 ``train.log``, the final self-describing ``model.safetensors`` (engine checkpoint format, threshold
 calibrated on held-back files), which ``apn scan --weights`` loads unchanged, and with ``--fakes``
@@ -55,7 +55,7 @@ from tqdm import tqdm
 from apncli import __version__
 from apncli.data.augment import AugmentConfig
 from apncli.data.layouts import Sample, default_train_on, training_samples
-from apncli.engine.checkpoint import default_preprocessing, save_checkpoint
+from apncli.engine.checkpoint import MODEL_FILE, default_preprocessing, save_checkpoint
 from apncli.engine.device import autocast_dtype
 from apncli.errors import UsageError
 from apncli.model import APN, CLUB, APNConfig, APNOutput, build_model, get_config
@@ -69,14 +69,15 @@ from apncli.training.state import load_state, save_state
 
 __all__ = ["TrainConfig", "TrainResult", "lr_schedule", "train"]
 
-STATE_FILE = "state-last.safetensors"
+STATE_FILE = "state-last.apn-state"
 FAKES_CACHE = "fakes-cache"
 # The reference schedule, shared by TrainConfig's defaults and lr_schedule's (the recipe's baseline uses it)
 WARMUP_ITERS = 20
 WARMUP_START = 1.0 / 3.0
 LR_GAMMA = 0.1
-BEST_FILE = "best-weights.safetensors"
-MODEL_FILE = "model.safetensors"
+# Training intermediates are safetensors inside but not named so: only the final model.safetensors loads
+# into apn scan, and a user picking "the .safetensors file" of a run folder must find that one.
+BEST_FILE = "best-weights.apn-state"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 _MAX_REPORTED_ERRORS = 1000

@@ -211,9 +211,12 @@ def test_explicit_path_wins(tmp_path, isolated_env):
     assert resolve_weights(path) == path
 
 
-def test_a_directory_is_not_weights(tmp_path, isolated_env):
-    with pytest.raises(ModelNotFoundError, match="is not a file"):
+def test_a_folder_means_its_run_model_or_is_refused(tmp_path, isolated_env):
+    """An `apn train` run folder stands for its final model.safetensors; any other folder is refused."""
+    with pytest.raises(ModelNotFoundError, match=r"holds no model\.safetensors"):
         resolve_weights(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    assert resolve_weights(str(tmp_path)) == tmp_path / "model.safetensors"
 
 
 @pytest.mark.parametrize("text", ["missing.safetensors", "./nope", "some/dir/x.pth", ""])

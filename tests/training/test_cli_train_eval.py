@@ -7,11 +7,17 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
+import pytest
 from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 from typer.testing import CliRunner
 
 from apncli.cli.app import app
-from apncli.engine.checkpoint import read_metadata
+from apncli.data.augment import Perturbation
+from apncli.data.images import decode_image
+from apncli.engine.checkpoint import file_sha256, read_metadata
+from apncli.engine.detector import Detector
+from apncli.training.metrics import roc_auc
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
@@ -48,12 +54,29 @@ def test_train_writes_a_checkpoint_that_eval_reads(tmp_path: Path) -> None:
     assert list(doc["results"]) == ["none", "jpeg:80"]
     rows = doc["results"]["none"]["generators"]
     assert set(rows) == {"gen_a", "gen_b"} and rows["gen_a"]["n_real"] == 8 and rows["gen_b"]["n_fake"] == 8
-    assert 0 <= rows["gen_a"]["auc"] <= 1 and len(rows["gen_a"]["auc_ci"]) == 2
+    assert rows["gen_a"]["auc"] == pytest.approx(_auc_of(out, data, "gen_a"), abs=1e-9)
+    assert rows["gen_a"]["auc_ci"][0] <= rows["gen_a"]["auc"] <= rows["gen_a"]["auc_ci"][1]
     assert doc["results"]["none"]["mean"]["n_fake"] == 16
     assert doc["results"]["none"]["mean"]["n_real"] == 8  # the reals both generators share count once
 
     table = runner.invoke(app, [*eval_args, "--bootstrap", "0"])
     assert table.exit_code == 0 and "gen_b" in table.stdout and "mean" in table.stdout
+
+    # Every .safetensors file of the run folder loads, and the folder itself means its model.safetensors.
+    assert sorted(out.glob("*.safetensors")) == [out / "model.safetensors"]
+    by_folder = runner.invoke(app, ["scan", "--weights", str(out), "--device", "cpu", "--jsonl",
+                                    str(data / "real" / "img000.png")])
+    assert by_folder.exit_code in (0, 1), by_folder.output
+    assert json.loads(by_folder.stdout)["model"]["sha256"] == file_sha256(out / "model.safetensors")
+
+
+def _auc_of(run: Path, data: Path, generator: str) -> float:
+    """ROC-AUC of the run's detector on the reals vs one generator, both re-encoded as JPEG 95 first."""
+    files = sorted((data / "real").glob("*.png")) + sorted((data / "fake" / generator).glob("*.png"))
+    labels = np.array([0 if f.parent.name == "real" else 1 for f in files])
+    detector = Detector.load(run / "model.safetensors", device="cpu")
+    align = Perturbation.parse("jpeg:95")
+    return roc_auc(labels, detector.predict([align(decode_image(f).pixels) for f in files]))
 
 
 def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:

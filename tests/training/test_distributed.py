@@ -104,8 +104,8 @@ def test_two_process_torchrun_matches_single_process(tmp_path: Path) -> None:
         "apncli",
     ]
     subprocess.run([*torchrun, *args, "--out", str(tmp_path / "two")], env=env, check=True, timeout=300)
-    one = load_state(tmp_path / "one" / "state-last.safetensors")
-    two = load_state(tmp_path / "two" / "state-last.safetensors")
+    one = load_state(tmp_path / "one" / "state-last.apn-state")
+    two = load_state(tmp_path / "two" / "state-last.apn-state")
     assert one["progress"] == two["progress"]
     torch.manual_seed(0)
     init = build_model("tiny").state_dict()
@@ -128,4 +128,4 @@ def test_two_process_torchrun_matches_single_process(tmp_path: Path) -> None:
     for key, a in one["club"].items():
         assert torch.allclose(a, two["club"][key], atol=1e-5), key
     assert (tmp_path / "two" / "model.safetensors").exists()
-    assert not (tmp_path / "two" / "state-last.safetensors.tmp").exists()
+    assert not (tmp_path / "two" / "state-last.apn-state.tmp").exists()

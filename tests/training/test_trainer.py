@@ -66,7 +66,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(
     assert first.global_step == 3 and first.epochs_done == 0
     second = train(_cfg(data, out, resume=out))
     assert second.global_step == 8 and second.epochs_done == 2
-    a, b = load_state(full_out / "state-last.safetensors"), load_state(out / "state-last.safetensors")
+    a, b = load_state(full_out / "state-last.apn-state"), load_state(out / "state-last.apn-state")
     assert a["progress"] == b["progress"]
     for part in ("model", "club"):
         for key, value in a[part].items():
@@ -116,11 +116,11 @@ def test_resuming_an_incompatible_state_is_a_clear_error(data: Path, full_run, t
     from apncli.training.state import save_state
 
     out, _ = full_run
-    state = load_state(out / "state-last.safetensors")
+    state = load_state(out / "state-last.apn-state")
     state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1]
     broken = tmp_path / "broken"
     broken.mkdir()
-    save_state(broken / "state-last.safetensors", state)
+    save_state(broken / "state-last.apn-state", state)
     with pytest.raises(UsageError, match="does not fit this version"):
         train(_cfg(data, tmp_path / "new", resume=broken))
 
@@ -131,10 +131,10 @@ def test_training_time_adds_up_over_resumed_sessions(data: Path, tmp_path: Path)
 
     out = tmp_path / "run"
     train(_cfg(data, out, epochs=1, max_steps=1))
-    state = load_state(out / "state-last.safetensors")
+    state = load_state(out / "state-last.apn-state")
     assert 0 < state["seconds"] < 600
     state["seconds"] = 5000.0  # as if the first session had trained for well over an hour
-    save_state(out / "state-last.safetensors", state)
+    save_state(out / "state-last.apn-state", state)
     train(_cfg(data, out, epochs=1, resume=out))
     assert 5000 < read_metadata(out / "model.safetensors")["training"]["seconds"] < 5600
 
