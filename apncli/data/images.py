@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pillow_heif
 from PIL import Image, UnidentifiedImageError, features
 
 from apncli.errors import ImageError, one_line
@@ -44,10 +45,24 @@ _SIGNED_FORMATS: dict[str, tuple[str, ...]] = {
     "PPM": (".ppm", ".pgm", ".pbm", ".pnm"),
     "ICO": (".ico",),
 }
-if features.check_codec("jpg_2000"):
-    _SIGNED_FORMATS["JPEG2000"] = (".jp2", ".j2k", ".jpx", ".jpf")
-if features.check("avif"):
-    _SIGNED_FORMATS["AVIF"] = (".avif",)
+# HEIC/HEIF (phone photos) through pillow-heif's Pillow plugin: registering it is the one change this module
+# makes to Pillow's global state. AVIF is Pillow's own (11.3+).
+pillow_heif.register_heif_opener()
+_SIGNED_FORMATS["HEIF"] = (".heic", ".heif", ".hif")
+
+# Image formats recognised by name that this build cannot decode: folder scans still pick them up, so each
+# gets a record saying so instead of being silently left out.
+_UNSUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
+    "JPEG XL": (".jxl",),
+    "camera raw": (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef"),
+    "Photoshop": (".psd", ".psb"),
+    "SVG": (".svg", ".svgz"),
+}
+for _fmt, _exts, _available in (
+    ("JPEG2000", (".jp2", ".j2k", ".jpx", ".jpf"), features.check_codec("jpg_2000")),
+    ("AVIF", (".avif",), features.check("avif")),
+):
+    (_SIGNED_FORMATS if _available else _UNSUPPORTED_FORMATS)[_fmt] = _exts
 
 # Formats without a real signature: almost any binary blob passes their header check, so they are tried
 # only when the file name says so, lest random bytes "decode" into a picture.
@@ -59,7 +74,11 @@ _UNSIGNED_FORMATS: dict[str, tuple[str, ...]] = {
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     ext for table in (_SIGNED_FORMATS, _UNSIGNED_FORMATS) for exts in table.values() for ext in exts
 )
-"""Lower-case suffixes (with the dot) of files a folder scan picks up; compare with ``suffix.lower()``."""
+"""Lower-case suffixes (with the dot) of files this build decodes; compare with ``suffix.lower()``."""
+
+_UNSUPPORTED_BY_SUFFIX: dict[str, str] = {
+    ext: fmt for fmt, exts in _UNSUPPORTED_FORMATS.items() for ext in exts
+}
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
@@ -93,8 +112,10 @@ class DecodedImage:
 
 
 def is_image_name(name: str | os.PathLike[str]) -> bool:
-    """Whether a file name has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
-    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+    """Whether a file name says image (case-insensitive): :data:`IMAGE_EXTENSIONS` or a known image format
+    this build cannot decode (which then gets an "unsupported image format" record, not silence)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in _UNSUPPORTED_BY_SUFFIX
 
 
 def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -111,7 +132,7 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIX
                 raise ImageError("not a regular file")
             if info.st_size == 0:
                 raise ImageError("empty file")
-            return _decode_stream(fh, max_pixels, _formats_for(Path(os.fsdecode(path)).suffix))
+            return _decode_stream(fh, max_pixels, Path(os.fsdecode(path)).suffix)
     except ImageError:
         raise
     except OSError as exc:
@@ -124,8 +145,7 @@ def decode_bytes(
     """Decode an in-memory file; ``name`` (optional) only enables signature-less formats such as TGA."""
     if len(data) == 0:
         raise ImageError("empty file")
-    suffix = Path(name).suffix if name else ""
-    return _decode_stream(io.BytesIO(bytes(data)), max_pixels, _formats_for(suffix))
+    return _decode_stream(io.BytesIO(bytes(data)), max_pixels, Path(name).suffix if name else "")
 
 
 def _formats_for(suffix: str) -> tuple[str, ...]:
@@ -134,11 +154,11 @@ def _formats_for(suffix: str) -> tuple[str, ...]:
     return (*_SIGNED_FORMATS, *unsigned)
 
 
-def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> DecodedImage:
+def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
     """Open, size-check, fully decode and convert; every foreign exception becomes an ImageError."""
     stage, fmt = "open", _sniff(fh)
     try:
-        with Image.open(fh, formats=list(formats)) as im:
+        with Image.open(fh, formats=list(_formats_for(suffix))) as im:
             fmt = im.format or "image"
             _check_size(im.size, max_pixels)
             stage = "decode"
@@ -152,6 +172,10 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, formats: tuple[str, ...]) -> D
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning if escalated
         raise ImageError(_bomb_reason(exc, max_pixels)) from exc
     except UnidentifiedImageError as exc:
+        unsupported = _UNSUPPORTED_BY_SUFFIX.get(suffix.lower())
+        if fmt == "image" and unsupported:
+            raise ImageError(f"unsupported image format: {unsupported} ({suffix.lower()}) cannot be "
+                             "decoded by this build; convert it to PNG or TIFF") from exc
         if fmt == "image":
             raise ImageError("not an image (unrecognised format)") from exc
         if fmt == "TIFF" and _unsupported_tiff_mode(fh):
