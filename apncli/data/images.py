@@ -23,6 +23,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError, features
 
+from apncli.data.jpeg import missing_only_eoi
 from apncli.errors import ImageError, one_line
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -184,6 +185,9 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
     except MemoryError as exc:
         raise ImageError(f"out of memory while decoding {fmt}") from exc
     except Exception as exc:  # Pillow raises anything from OSError to struct.error on hostile input
+        repaired = _restore_eoi(fh) if stage == "decode" and fmt == "JPEG" else None
+        if repaired is not None:  # complete but for the end marker: the very pixels of the intact file
+            return _decode_stream(io.BytesIO(repaired), max_pixels, suffix)
         raise ImageError(_describe(exc, stage, fmt)) from exc
     height, width = pixels.shape[:2]
     return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames)
@@ -201,6 +205,18 @@ def _unsupported_tiff_mode(fh: BinaryIO) -> bool:
     except Exception:
         return False
     return False
+
+
+def _restore_eoi(fh: BinaryIO) -> bytes | None:
+    """The file's bytes with the EOI marker restored if that is all a JPEG lacks (see ``data.jpeg``)."""
+    fh.seek(0)
+    return missing_only_eoi(fh.read(), _jpeg_pixels)
+
+
+def _jpeg_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+        im.load()
+        return np.asarray(im)
 
 
 def _sniff(fh: BinaryIO) -> str:

@@ -294,3 +294,22 @@ def test_image_extensions() -> None:
     assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
     assert is_image_name("A.JPG") and is_image_name("b.Tiff") and not is_image_name("notes.txt")
     assert not is_image_name("jpg")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_without_end_marker_is_accepted_only_when_no_pixel_is_missing(progressive: bool) -> None:
+    """Missing only the 2-byte EOI: the intact file's pixels, at every image size. Missing more: refused
+    or, where the lost bytes held no pixel information, still the intact pixels; never anything else."""
+    rng = np.random.default_rng(7)
+    for size in range(24, 24 + 16 * 9, 9):  # 16 sizes, both even and odd, MCU-aligned or not
+        noisy = np.clip(rng.normal(128, 40, (size, size + 5, 3)), 0, 255).astype(np.uint8)
+        data = _encode(Image.fromarray(noisy), "JPEG", quality=90, progressive=progressive)
+        intact = decode_bytes(data).pixels
+        assert np.array_equal(decode_bytes(data[:-2]).pixels, intact), size
+    for cut in range(3, 160):
+        try:
+            pixels = decode_bytes(data[:-cut]).pixels
+        except ImageError as exc:
+            assert "truncated or corrupt JPEG" in str(exc)
+        else:
+            assert np.array_equal(pixels, intact), cut
