@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def work(path: Path) -> dict[str, object]:
         try:
-            crops, width, height = decode_crops(detector, path)
+            decoded = decode_crops(detector, path)
         except ImageError as exc:
             return {"path": str(path), "error": str(exc)}
-        return {"path": str(path), "crops": len(crops), "width": width, "height": height}
+        return {"path": str(path), "crops": len(decoded.crops), "width": decoded.width,
+                "height": decoded.height}
 
     in_flight: deque[futures.Future[dict[str, object]]] = deque()
     with futures.ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:

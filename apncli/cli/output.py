@@ -24,6 +24,7 @@ FORMATS = ("table", "json", "jsonl", "csv")
 
 CSV_COLUMNS = (
     "path", "p_ai", "verdict", "threshold", "model_name", "model_sha256", "width", "height", "crops",
+    "analysed_fraction", "padded", "textured_fraction", "low_signal", "has_alpha", "transparent_fraction",
     "provenance_summary", "error",
 )
 
@@ -156,15 +157,20 @@ class TableWriter:
 
 
 def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Table:
-    """Verdict, probability and file for each record; errors shown in place of a score.
+    """Verdict, probability and file for each record; errors shown in place of a score. A "low signal"
+    column (why an image is too poor for a verdict) appears when some image is.
 
     Every cell is plain text: names and messages from files are never parsed as markup, and their control
     characters are shown escaped. A file whose metadata declares AI generation says so next to its verdict,
     whatever the pixels say.
     """
+    records = list(records)
+    low_signal = any(record.get("low_signal") for record in records)
     table = Table(show_lines=False, header_style="bold")
     table.add_column("verdict", no_wrap=True)
     table.add_column("p(AI)", justify="right", no_wrap=True)
+    if low_signal:
+        table.add_column("low signal", overflow="fold", max_width=40)
     if show_provenance:
         table.add_column("declared", no_wrap=True)
     table.add_column("file", no_wrap=True)
@@ -174,6 +180,8 @@ def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Ta
         if declares_ai(record):
             cell.append(" (declared AI)", style="bold magenta")
         cells = [cell, Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}")]
+        if low_signal:
+            cells.append(Text(printable(record.get("low_signal") or "—")))
         if show_provenance:
             cells.append(Text(printable((record.get("provenance") or {}).get("summary") or "—")))
         label = Text(printable(record["path"]))

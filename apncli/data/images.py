@@ -83,6 +83,9 @@ _UNSUPPORTED_BY_SUFFIX: dict[str, str] = {
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
+ALPHA_BACKGROUND = 255
+"""Grey level (white) that images with transparency are composited onto before analysis."""
+
 # Magic numbers, used only to word errors ("truncated or corrupt PNG") when Pillow cannot even open a file.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -102,6 +105,10 @@ class DecodedImage:
     ``pixels`` is a writable, C-contiguous H×W×3 uint8 RGB array; ``width``/``height`` describe it (after
     EXIF rotation). ``mode`` is the file's own pixel mode (e.g. ``"I;16"``, ``"CMYK"``) before conversion;
     ``frames`` is the number of frames found (a lower bound when later frames are damaged or very many).
+    An image with an alpha channel is composited onto :data:`ALPHA_BACKGROUND` (what a viewer shows on a
+    white page), so colours hidden under transparent pixels never reach the detector; ``has_alpha`` says
+    whether the file has alpha and ``transparent_fraction`` is the share of its pixels that are not fully
+    opaque (0.0 without alpha).
     """
 
     pixels: np.ndarray
@@ -110,6 +117,8 @@ class DecodedImage:
     format: str
     mode: str
     frames: int
+    has_alpha: bool = False
+    transparent_fraction: float = 0.0
 
 
 def is_image_name(name: str | os.PathLike[str]) -> bool:
@@ -166,7 +175,8 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
             im.load()
             stage = "convert"
             mode = im.mode
-            pixels = _apply_orientation(_to_rgb(im), _orientation(im))
+            rgb, alpha = _to_rgb(im)
+            pixels = _apply_orientation(rgb, _orientation(im))
             frames = _count_frames(im)
     except ImageError:
         raise
@@ -190,7 +200,9 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
             return _decode_stream(io.BytesIO(repaired), max_pixels, suffix)
         raise ImageError(_describe(exc, stage, fmt)) from exc
     height, width = pixels.shape[:2]
-    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames)
+    transparent = 0.0 if alpha is None else float(np.count_nonzero(alpha < 255)) / alpha.size
+    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames,
+                        has_alpha=alpha is not None, transparent_fraction=transparent)
 
 
 def _unsupported_tiff_mode(fh: BinaryIO) -> bool:
@@ -237,24 +249,31 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         raise ImageError(f"image too large: {width}x{height} exceeds {max_pixels / 1e6:g} MP limit")
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to RGB uint8, scaling high bit depths rather than clipping them."""
+def _to_rgb(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert any Pillow mode to RGB uint8 (scaling high bit depths rather than clipping them), with
+    alpha composited onto :data:`ALPHA_BACKGROUND`; returns the pixels and the alpha plane (or None)."""
     mode = im.mode
     if mode.startswith("I;16"):
         # Pillow's own convert() clips 16-bit values at 255; keep the high byte instead, as Pillow does
         # for 16-bit colour, so grey and colour 16-bit files get the same scaling.
-        return _gray_to_rgb((np.asarray(im) >> 8).astype(np.uint8))
+        return _gray_to_rgb((np.asarray(im) >> 8).astype(np.uint8)), None
     if mode == "I":  # 32-bit integers: read as 16-bit data, saturating outside 0..65535
-        return _gray_to_rgb((np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8))
+        return _gray_to_rgb((np.clip(np.asarray(im), 0, 65535) >> 8).astype(np.uint8)), None
     if mode == "F":  # floating point conventionally spans [0, 1]
         values = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return _gray_to_rgb(np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8))
+        return _gray_to_rgb(np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)), None
     if mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info):
-        # Drop alpha without compositing: the colour under a transparent pixel is still the file's pixel.
         rgba = np.asarray(im.convert("RGBA"))
-        return np.ascontiguousarray(rgba[..., :3])
+        return _composite(rgba), rgba[..., 3]
     rgb = im if mode == "RGB" else im.convert("RGB")
-    return np.array(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8), None
+
+
+def _composite(rgba: np.ndarray) -> np.ndarray:
+    """RGBA → RGB over the background: what is seen, so hidden colours of transparent pixels drop out."""
+    alpha = rgba[..., 3:].astype(np.uint16)
+    mixed = rgba[..., :3].astype(np.uint16) * alpha + ALPHA_BACKGROUND * (255 - alpha)
+    return ((mixed + 127) // 255).astype(np.uint8)
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:

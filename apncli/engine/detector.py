@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from apncli.data import crops as crop_ops
+from apncli.data.signal import Signal, measure_signal
 from apncli.engine import cache, checkpoint, registry
 from apncli.engine.device import select_device
 from apncli.engine.verdicts import AI_GENERATED, INCONCLUSIVE, REAL
@@ -67,6 +68,7 @@ class Analysis:
     crop_rgb: np.ndarray
     input_tensor: torch.Tensor  # 1×3×S×S, BGR in [0,1], on the detector's device
     output: APNOutput
+    signal: Signal
 
 
 class Detector:
@@ -123,8 +125,14 @@ class Detector:
         return cls(fold_batchnorm(model.eval()), info, select_device(device), tiles)
 
     # -------------------------------------------------------------------------------------- decisions
-    def verdict(self, p_ai: float, threshold: float | None = None) -> str:
-        """Map a probability to a verdict; an explicit threshold disables the calibrated uncertainty band."""
+    def verdict(self, p_ai: float, threshold: float | None = None, signal: Signal | None = None) -> str:
+        """Map a probability to a verdict; an explicit threshold disables the calibrated uncertainty band.
+
+        An image whose ``signal`` is too poor for any verdict (``Signal.low_signal``) is inconclusive
+        whatever its probability or the threshold.
+        """
+        if signal is not None and signal.low_signal is not None:
+            return INCONCLUSIVE
         if threshold is None and self.info.inconclusive_band is not None:
             low, high = self.info.inconclusive_band
             if low <= p_ai <= high and low < high:
@@ -154,10 +162,16 @@ class Detector:
         return CropPlan(size=size, positions=crop_ops.textured_tile_positions(canvas, size, self.max_tiles))
 
     def crops_of(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """The RGB crops of one image, as ``plan_crops`` places them (used by decode workers)."""
+        """The RGB crops of one image, as ``plan_crops`` places them."""
+        return self.prepare(rgb)[0]
+
+    def prepare(self, rgb: np.ndarray) -> tuple[list[np.ndarray], Signal]:
+        """The RGB crops of one image (views, as ``plan_crops`` places them) and how much signal they hold
+        (used by decode workers; the signal decides low-signal ``inconclusive`` verdicts)."""
         canvas = crop_ops.pad_to(rgb, self.crop_size)
         plan = self._plan(canvas)
-        return [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
+        crops = [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
+        return crops, measure_signal(rgb.shape[0], rgb.shape[1], plan.size, plan.positions, crops)
 
     # -------------------------------------------------------------------------------------- inference
     def predict_crops(self, crops: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
@@ -184,17 +198,17 @@ class Detector:
         """Score all crops, then rerun the one that pushed toward the verdict with everything ``explain``
         needs: the most AI-like tile of an ``ai-generated`` image, the most real-looking of a ``real`` one,
         and for ``inconclusive`` the tile whose score is closest to the image's."""
-        crops = self.crops_of(rgb)
+        crops, signal = self.prepare(rgb)
         tile_scores = self.predict_crops(crops)
         p_ai = float(tile_scores.mean())
-        chosen = _tile_toward(self.verdict(p_ai), tile_scores, p_ai)
+        chosen = _tile_toward(self.verdict(p_ai, signal=signal), tile_scores, p_ai)
         y, x = self.plan_crops(rgb).positions[chosen]
         tensor = self._to_input([crops[chosen]])
         with torch.inference_mode():
             output = self.model(tensor, return_images=True)
         return Analysis(p_ai=p_ai, tile_probabilities=[float(s) for s in tile_scores],
                         crop_box=(x, y, self.crop_size, self.crop_size), crop_rgb=crops[chosen],
-                        input_tensor=tensor, output=output)
+                        input_tensor=tensor, output=output, signal=signal)
 
     def _to_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         return crop_ops.to_tensor_bgr(list(crops)).to(self.device, non_blocking=True)

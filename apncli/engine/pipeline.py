@@ -22,6 +22,7 @@ import torch
 
 from apncli.data.discover import Candidate, Shard, discover
 from apncli.data.images import decode_image
+from apncli.data.signal import Signal
 from apncli.engine.detector import Detector
 from apncli.engine.device import available_cpus
 from apncli.errors import ImageError, one_line
@@ -74,8 +75,8 @@ class ScanRecord:
 
 
 @dataclass
-class _Decoded:
-    """What a decode worker returns: crops and size, or an error message."""
+class DecodedFile:
+    """What a decode worker returns: crops, size, signal and extra record fields, or an error message."""
 
     candidate: Candidate
     crops: list[np.ndarray] = field(default_factory=list)
@@ -83,6 +84,7 @@ class _Decoded:
     height: int | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    signal: Signal | None = None
 
 
 @dataclass
@@ -144,9 +146,9 @@ class _Scan:
         self.prefetch = 2 * workers + self.batch
         self.decode_pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apn-decode")
         self.score_pool = futures.ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="apn-score")
-        self.decoding: deque[tuple[Candidate, futures.Future[_Decoded]]] = deque()
-        self.ready: list[_Decoded] = []
-        self.scoring: deque[tuple[list[_Decoded], futures.Future[np.ndarray]]] = deque()
+        self.decoding: deque[tuple[Candidate, futures.Future[DecodedFile]]] = deque()
+        self.ready: list[DecodedFile] = []
+        self.scoring: deque[tuple[list[DecodedFile], futures.Future[np.ndarray]]] = deque()
 
     def run(self, candidates: Iterable[Candidate]) -> Iterator[ScanRecord]:
         try:
@@ -171,7 +173,8 @@ class _Scan:
         try:
             decoded = future.result(timeout=self.options.decode_timeout_s)
         except futures.TimeoutError:
-            decoded = _Decoded(candidate, error=f"decode timed out after {self.options.decode_timeout_s:g} s")
+            timeout = self.options.decode_timeout_s
+            decoded = DecodedFile(candidate, error=f"decode timed out after {timeout:g} s")
             self._abandon_stuck_decoder()
         self.ready.append(decoded)
         # Counting files too flushes a long run of unreadable files, which have no crops.
@@ -243,13 +246,13 @@ def _single_threaded_ops(device: torch.device) -> Iterator[None]:
 
 
 def _decode_for(detector: Detector, candidate: Candidate,
-                annotate: Callable[[Path], dict[str, Any]] | None) -> _Decoded:
+                annotate: Callable[[Path], dict[str, Any]] | None) -> DecodedFile:
     """Worker: decode one file and cut its crops, so the full image is freed inside the worker."""
     if candidate.error:
-        return _Decoded(candidate, error=candidate.error)
+        return DecodedFile(candidate, error=candidate.error)
     decoded = _decode_pixels(detector, candidate)
     if annotate is not None:
-        decoded.extra = _safe_annotate(annotate, candidate.path)
+        decoded.extra.update(_safe_annotate(annotate, candidate.path))
     return decoded
 
 
@@ -261,46 +264,52 @@ def _safe_annotate(annotate: Callable[[Path], dict[str, Any]], path: Path) -> di
         return {"provenance": {"summary": "none", "error": one_line(f"{type(exc).__name__}: {exc}")}}
 
 
-def decode_crops(detector: Detector, path: Path) -> tuple[list[np.ndarray], int, int]:
-    """Decode one file and cut the detector's crops: (crops, width, height); raises ``ImageError``.
+def decode_crops(detector: Detector, path: Path) -> DecodedFile:
+    """Decode one file, cut the detector's crops and measure their signal; raises ``ImageError``.
 
     The crops are copies, not views: a view would keep the whole decoded image (36 MB for 12 MP) alive
     in the queue until its batch is scored. This is all a scan does per file before inference, so the
-    decode-floor benchmark calls exactly this function.
+    decode-floor benchmark calls exactly this function. ``extra`` holds the alpha record fields.
     """
     image = decode_image(path)
-    crops = [np.array(crop) for crop in detector.crops_of(image.pixels)]
-    return crops, image.width, image.height
+    views, signal = detector.prepare(image.pixels)
+    alpha = {"has_alpha": image.has_alpha, "transparent_fraction": round(image.transparent_fraction, 4)}
+    return DecodedFile(Candidate(path), crops=[np.array(crop) for crop in views], width=image.width,
+                    height=image.height, extra=alpha, signal=signal)
 
 
-def _decode_pixels(detector: Detector, candidate: Candidate) -> _Decoded:
+def _decode_pixels(detector: Detector, candidate: Candidate) -> DecodedFile:
     try:
-        crops, width, height = decode_crops(detector, candidate.path)
-        return _Decoded(candidate, crops=crops, width=width, height=height)
+        decoded = decode_crops(detector, candidate.path)
+        decoded.candidate = candidate
+        return decoded
     except ImageError as exc:
-        return _Decoded(candidate, error=one_line(exc))
+        return DecodedFile(candidate, error=one_line(exc))
     except MemoryError:
-        return _Decoded(candidate, error="out of memory while decoding")
+        return DecodedFile(candidate, error="out of memory while decoding")
     except Exception as exc:  # a decoder bug must cost one record, never the run
-        return _Decoded(candidate, error=one_line(f"unexpected {type(exc).__name__}: {exc}"))
+        return DecodedFile(candidate, error=one_line(f"unexpected {type(exc).__name__}: {exc}"))
 
 
-def _crop_count(decoded: list[_Decoded]) -> int:
+def _crop_count(decoded: list[DecodedFile]) -> int:
     return sum(len(item.crops) for item in decoded)
 
 
-def _score_crops(detector: Detector, decoded: list[_Decoded], batch: int) -> np.ndarray:
+def _score_crops(detector: Detector, decoded: list[DecodedFile], batch: int) -> np.ndarray:
     """Scoring thread: all crops of a group of images, ``batch`` crops per forward pass."""
     return detector.predict_crops([crop for item in decoded for crop in item.crops], batch)
 
 
-def _record_for(detector: Detector, item: _Decoded, scores: np.ndarray, options: ScanOptions) -> ScanRecord:
+def _record_for(detector: Detector, item: DecodedFile, scores: np.ndarray,
+                options: ScanOptions) -> ScanRecord:
     threshold = detector.info.threshold if options.threshold is None else options.threshold
     record = ScanRecord(path=item.candidate.display, threshold=threshold,
                         model=detector.info.to_dict(), width=item.width, height=item.height,
                         crops=len(item.crops), error=item.error, source=item.candidate.path)
     if item.error is None and len(scores):
         record.p_ai = float(scores.mean())
-        record.verdict = detector.verdict(record.p_ai, options.threshold)
+        record.verdict = detector.verdict(record.p_ai, options.threshold, item.signal)
+    if item.signal is not None:
+        record.extra.update(item.signal.to_record())
     record.extra.update(item.extra)
     return record

@@ -110,6 +110,7 @@ class Explanation:
     tiles: list[Tile]
     tile_index: int
     padded: bool
+    low_signal: str | None  # why the image is too poor for a verdict (then "inconclusive"), or None
     p_crop: float
     crop_rgb: np.ndarray
     overview_rgb: np.ndarray  # the padded canvas, shrunk to at most OVERVIEW_MAX_SIDE
@@ -167,6 +168,7 @@ class Explanation:
             "path": self.source,
             "image": {"width": self.image_size[0], "height": self.image_size[1]},
             "verdict": self.verdict,
+            "low_signal": self.low_signal,
             "p_ai": self.p_ai,
             "threshold": self.threshold,
             "inconclusive_band": list(self.inconclusive_band) if self.inconclusive_band else None,
@@ -242,7 +244,7 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         source=source,
         image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
         p_ai=analysis.p_ai,
-        verdict=detector.verdict(analysis.p_ai),
+        verdict=detector.verdict(analysis.p_ai, signal=analysis.signal),
         threshold=detector.info.threshold,
         inconclusive_band=detector.info.inconclusive_band,
         model={"name": detector.info.name, "sha256": detector.info.sha256,
@@ -250,6 +252,7 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         tiles=tiles,
         tile_index=index,
         padded=rgb.shape[0] < detector.crop_size or rgb.shape[1] < detector.crop_size,
+        low_signal=analysis.signal.low_signal,
         p_crop=p_crop,
         crop_rgb=np.ascontiguousarray(analysis.crop_rgb),
         overview_rgb=overview,

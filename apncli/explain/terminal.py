@@ -56,6 +56,7 @@ def _summary(e: Explanation) -> Group:
              f"p(AI) of crop = {e.p_crop:.3f}"),
         *([Text("  tiles    " + "  ".join(f"{i + 1}: {t.p_ai:.3f}" for i, t in enumerate(e.tiles)))]
           if len(e.tiles) > 1 else []),
+        *([Text(f"  inconclusive: {e.low_signal}")] if e.low_signal else []),
     )
 
 

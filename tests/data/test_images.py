@@ -216,22 +216,28 @@ def test_cmyk_jpeg_becomes_rgb() -> None:
     assert red > 200 and green < 50 and blue < 50
 
 
-def test_palette_transparency_keeps_colours() -> None:
+def test_palette_transparency_is_composited_onto_white() -> None:
     img = Image.new("P", (4, 4), 1)
     img.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
     result = decode_bytes(_encode(img, "PNG", transparency=1))  # the only colour is fully transparent
-    assert result.mode == "P"
-    assert (result.pixels == [200, 100, 50]).all()
+    assert result.mode == "P" and result.has_alpha and result.transparent_fraction == 1.0
+    assert (result.pixels == 255).all()
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_alpha_is_dropped_without_compositing(mode: str, tiny_rgb: np.ndarray) -> None:
+def test_alpha_is_composited_so_hidden_colours_drop_out(mode: str, tiny_rgb: np.ndarray) -> None:
+    """What is analysed is what is seen on white: alpha 0 → white, 255 → the colour, between → the blend."""
     img = Image.fromarray(tiny_rgb).convert(mode)
-    img.putalpha(0)
+    alpha = np.zeros(tiny_rgb.shape[:2], np.uint8)
+    alpha[:, 4:8], alpha[:, 8:] = 128, 255
+    img.putalpha(Image.fromarray(alpha))
     result = decode_bytes(_encode(img, "PNG"))
-    expected = np.asarray(img.convert("RGB"))
+    colour = np.asarray(img.convert("RGB")).astype(int)
+    expected = (colour * alpha[..., None] + 255 * (255 - alpha[..., None].astype(int)) + 127) // 255
     np.testing.assert_array_equal(result.pixels, expected)
-    assert result.pixels.any()
+    assert result.has_alpha and result.transparent_fraction == 0.5  # 8 of 16 columns not fully opaque
+    opaque = decode_bytes(_encode(Image.fromarray(tiny_rgb), "PNG"))
+    assert not opaque.has_alpha and opaque.transparent_fraction == 0.0
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

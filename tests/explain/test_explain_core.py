@@ -13,8 +13,8 @@ from apncli.engine.detector import AI_GENERATED
 from apncli.explain import Explanation, explain_image
 from apncli.explain.occlusion import remove_band
 
-TOP_KEYS = {"schema", "path", "image", "verdict", "p_ai", "threshold", "inconclusive_band", "model", "crop",
-            "tiles", "spectrum", "bands", "occlusion", "maps", "figure"}
+TOP_KEYS = {"schema", "path", "image", "verdict", "low_signal", "p_ai", "threshold", "inconclusive_band",
+            "model", "crop", "tiles", "spectrum", "bands", "occlusion", "maps", "figure"}
 BAND_KEYS = {"index", "weight", "share", "valid", "occlusion_delta", "amplitude", "phase"}
 AXIS_KEYS = {"bins", "cycles_per_pixel", "valid"}
 

@@ -1,0 +1,67 @@
+"""Images with nothing to analyse get ``inconclusive`` with a reason; invisible pixels cannot move a score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _records(stdout: str) -> dict[str, dict]:
+    return {Path(r["path"]).name: r for r in map(json.loads, stdout.splitlines())}
+
+
+def test_flat_tiny_and_padded_images_are_inconclusive_never_flagged(run_apn, tiny_weights: Path,
+                                                                     tmp_path: Path) -> None:
+    """With --threshold 0 every scored image would be flagged: low-signal ones must not be."""
+    rng = np.random.default_rng(0)
+    Image.new("RGB", (768, 512), (135, 206, 235)).save(tmp_path / "sky.png")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "pixel.png")
+    Image.fromarray(rng.integers(0, 256, (1, 300, 3), dtype=np.uint8)).save(tmp_path / "strip.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "noise32.png")
+    Image.fromarray(rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)).save(tmp_path / "noise320.png")
+    result = run_apn("scan", tmp_path, "--jsonl", "--weights", tiny_weights, "--threshold", "0",
+                     "--no-provenance")
+    records = _records(result.stdout)
+    for name in ("sky.png", "pixel.png", "strip.png"):
+        assert records[name]["verdict"] == "inconclusive" and records[name]["p_ai"] is not None, name
+    assert records["sky.png"]["low_signal"].startswith("too little texture")
+    assert records["sky.png"]["padded"] is False and records["sky.png"]["textured_fraction"] == 0.0
+    for name in ("pixel.png", "strip.png"):
+        assert records[name]["padded"] is True
+        assert records[name]["low_signal"].startswith("image is smaller than the 32-px crop")
+    assert records["pixel.png"]["analysed_fraction"] == 1.0
+    assert records["strip.png"]["analysed_fraction"] == round(4 * 32 / 300, 4)  # 4 tiles along the strip
+    for name in ("noise32.png", "noise320.png"):  # full of texture, no padding: scored as before
+        assert records[name]["verdict"] == "ai-generated" and records[name]["low_signal"] is None
+    assert records["noise32.png"]["analysed_fraction"] == 1.0
+    assert records["noise320.png"]["analysed_fraction"] == 4 * 32 * 32 / (320 * 320)  # 4 disjoint tiles
+    table = run_apn("scan", tmp_path / "sky.png", "--weights", tiny_weights, "--no-provenance")
+    assert "low signal" in table.stdout and "too little texture" in table.stdout
+    assert table.code == 0  # nothing flagged
+
+
+def test_explain_gives_the_same_low_signal_verdict(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    Image.new("RGB", (96, 64), (255, 255, 255)).save(tmp_path / "white.png")
+    result = run_apn("explain", tmp_path / "white.png", "--json", "--weights", tiny_weights)
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "inconclusive" and document["low_signal"].startswith("too little texture")
+    assert result.code == 0
+
+
+def test_colours_under_transparent_pixels_cannot_change_the_score(run_apn, tiny_weights: Path,
+                                                                  tmp_path: Path) -> None:
+    """Two cut-outs identical when composited (only the hidden colours differ) get identical scores."""
+    rng = np.random.default_rng(1)
+    rgba = np.dstack([rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), np.full((64, 64), 255, np.uint8)])
+    rgba[:, :24, 3] = 0  # a transparent margin
+    other = rgba.copy()
+    other[:, :24, :3] = rng.integers(0, 256, (64, 24, 3), dtype=np.uint8)  # different invisible colours
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(other, "RGBA").save(tmp_path / "b.png")
+    scanned = run_apn("scan", tmp_path, "--jsonl", "--weights", tiny_weights, "--no-provenance")
+    records = _records(scanned.stdout)
+    assert records["a.png"]["p_ai"] == records["b.png"]["p_ai"]
+    assert records["a.png"]["has_alpha"] is True and records["a.png"]["transparent_fraction"] == 0.375
