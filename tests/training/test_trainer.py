@@ -208,10 +208,14 @@ def test_short_run_learns_the_generation_trace(tmp_path: Path) -> None:
     Loss weights: the band-validity, alignment, pull and CLUB terms are off here. The band boundaries
     (which only L_band moves) shift the hard masks at the full Adam step size whatever the weight, and the
     alignment, pull and mutual-information terms pull the tiny model's features together faster than it
-    learns: with them on, this run stayed near chance on 4 of 5 seeds (held-out AUC 0.45-0.63, 0.97 once),
-    so it passed or failed with the CPU's floating-point rounding (AVX-512 vs AVX2 kernels). Without them
-    and with 96 files per class (a validation set large enough to pick the epoch), 4 of 5 seeds reach AUC
-    0.98-1.0 on this machine. The full objective is exercised by the other tests.
+    learns. Measured over training seeds on one machine: with them on (48 files per class, lr 3e-3) the
+    run stayed near chance on 3 of 4 seeds (held-out AUC 0.45-0.63, 0.97 once), so whether it passed
+    depended on the CPU's rounding (AVX-512 vs AVX2 kernels), which perturbs the run like another seed.
+    Without them, with 96 files per class (a validation set large enough to pick the epoch) and lr 2e-3,
+    5 of 6 seeds reach AUC 0.96-1.0 and balanced accuracy 0.87-0.96 at the calibrated threshold; the
+    sixth never leaves chance (its initial frequency bands, fixed while L_band is off, miss the trace,
+    and the tiny spatial branch learns nothing in 80 steps). The full objective is exercised by the other
+    tests.
     """
     root = make_folder_dataset(tmp_path / "data", n=96)
     out = tmp_path / "out"
@@ -221,7 +225,7 @@ def test_short_run_learns_the_generation_trace(tmp_path: Path) -> None:
         epochs=30,
         max_steps=80,
         batch_size=16,
-        lr=3e-3,
+        lr=2e-3,
         club_lr=3e-3,
         val_fraction=0.2,
         club_data="reuse",
