@@ -19,13 +19,14 @@ from pathlib import Path
 
 import platformdirs
 
-from apncli.engine.checkpoint import MODEL_FILE
 from apncli.engine.download import download, file_digest
 from apncli.engine.registry import RegistryEntry, get_entry, list_entries, weights_dir
 from apncli.errors import ModelNotFoundError
 
 CACHE_ENV = "APN_CACHE_DIR"
 OFFLINE_ENV = "APN_OFFLINE"
+#: The detector an ``apn train`` run folder ends with (``--weights RUN_FOLDER`` loads it).
+MODEL_FILE = "model.safetensors"
 _WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".ckpt", ".bin"}
 Registry = dict[str, RegistryEntry]
 

@@ -44,8 +44,6 @@ MAX_NAME_CHARS = 200
 #: The paper configuration has ~100 M parameters; 1 G (4 GB of float32) is a generous ceiling.
 MAX_PARAMETERS = 1_000_000_000
 MAX_METADATA_DEPTH = 32
-MODEL_FILE = "model.safetensors"
-"""The final checkpoint's name in an ``apn train`` run folder (which ``--weights FOLDER`` loads)."""
 
 
 def default_preprocessing(config: Any) -> dict[str, Any]:

@@ -55,7 +55,8 @@ from tqdm import tqdm
 from apncli import __version__
 from apncli.data.augment import AugmentConfig
 from apncli.data.layouts import Sample, default_train_on, training_samples
-from apncli.engine.checkpoint import MODEL_FILE, default_preprocessing, save_checkpoint
+from apncli.engine.cache import MODEL_FILE
+from apncli.engine.checkpoint import default_preprocessing, save_checkpoint
 from apncli.engine.device import autocast_dtype
 from apncli.errors import UsageError
 from apncli.model import APN, CLUB, APNConfig, APNOutput, build_model, get_config
