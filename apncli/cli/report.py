@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,9 +11,9 @@ from typing import Any
 import typer
 
 from apncli import __version__
-from apncli.cli import common, output
+from apncli.cli import common, outfile, output
 from apncli.errors import UsageError
-from apncli.report import IMAGE_MODES, ScanResults, load_results, merge_results, write_report
+from apncli.report import IMAGE_MODES, ScanResults, load_results, merge_results, render_report
 
 REPORT_HELP = """Write one self-contained HTML page (no network needed) from scan output.
 
@@ -46,11 +46,11 @@ def report_command(
 ) -> int:
     if images not in IMAGE_MODES:
         raise UsageError(f"--images must be one of {', '.join(IMAGE_MODES)}, not {images!r}")
-    common.refuse_to_clobber(out, inputs, force=force)
+    outfile.prepare_target(out, inputs, force=force, option="--out")
     results = _load(inputs)
     if images == "embed":
         common.stderr_console.print(f"making thumbnails of {len(results.records)} images…", markup=False)
-    write_report(results, out, images)
+    outfile.write_new_file(out, render_report(results, out.parent, images), force=force)
     common.stderr_console.print(f"wrote {len(results.records)} records to {out}", markup=False)
     return common.ExitCode.OK
 
@@ -62,15 +62,16 @@ def merge_command(
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
 ) -> int:
     if out is not None:
-        common.refuse_to_clobber(out, inputs, force=force)
+        outfile.prepare_target(out, inputs, force=force, option="--out")
     results = _load(inputs)
     fmt_json = as_json or (out is not None and out.suffix.lower() == ".json")
-    with contextlib.nullcontext(sys.stdout) if out is None else out.open("w", encoding="utf-8") as stream:
-        writer = (output.JsonWriter(stream, merged_manifest(results)) if fmt_json
-                  else output.JsonlWriter(stream))
-        for record in results.records:
-            writer.write(record)
-        writer.close()
+    stream = sys.stdout if out is None else io.StringIO()
+    writer = output.JsonWriter(stream, merged_manifest(results)) if fmt_json else output.JsonlWriter(stream)
+    for record in results.records:
+        writer.write(record)
+    writer.close()
+    if out is not None:  # the merged file appears whole or not at all
+        outfile.write_new_file(out, stream.getvalue(), force=force)
     return common.ExitCode.OK
 
 

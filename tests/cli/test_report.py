@@ -68,3 +68,24 @@ def test_report_refuses_what_is_not_scan_output(run_apn, tmp_path: Path, content
     result = run_apn("report", source, "--out", tmp_path / "r.html")
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("verb", ["report", "merge"])
+def test_report_and_merge_outputs_follow_the_scan_out_rules(run_apn, tiny_weights: Path, tmp_path: Path,
+                                                            verb: str) -> None:
+    """One behaviour for every output path: missing folders are made, a folder is refused in one line,
+    an existing file needs --force, and an input is never overwritten."""
+    scan_out = tmp_path / "scan.jsonl"
+    run_apn("scan", markup_folder(tmp_path / "photos"), "--weights", tiny_weights, "--out", scan_out)
+    nested = tmp_path / "new" / "deeper" / "out.html"
+    assert run_apn(verb, scan_out, "--out", nested).code == 0 and nested.stat().st_size > 0
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = run_apn(verb, scan_out, "--out", folder)
+    assert result.code == 2 and "is a folder; give a file name" in result.stderr
+    again = run_apn(verb, scan_out, "--out", nested)
+    assert again.code == 2 and "--force" in again.stderr
+    assert run_apn(verb, scan_out, "--out", nested, "--force").code == 0
+    before = scan_out.read_bytes()
+    clobber = run_apn(verb, scan_out, "--out", scan_out, "--force")
+    assert clobber.code == 2 and "input" in clobber.stderr and scan_out.read_bytes() == before
