@@ -156,9 +156,17 @@ class TableWriter:
         self.console.print(table, crop=False)
 
 
+def _percent(fraction: float | None) -> str:
+    """0.0061 → '0.6%', 1.0 → '100%': enough digits to tell a whole thumbnail from a sliver of a photo."""
+    if fraction is None:
+        return "—"
+    return f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
+
+
 def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Table:
-    """Verdict, probability and file for each record; errors shown in place of a score. A "low signal"
-    column (why an image is too poor for a verdict) appears when some image is.
+    """Verdict, probability, the share of the image's pixels the verdict rests on ("analysed") and file for
+    each record; errors shown in place of a score. A "low signal" column (why an image is too poor for a
+    verdict) appears when some image is.
 
     Every cell is plain text: names and messages from files are never parsed as markup, and their control
     characters are shown escaped. A file whose metadata declares AI generation says so next to its verdict,
@@ -169,6 +177,7 @@ def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Ta
     table = Table(show_lines=False, header_style="bold")
     table.add_column("verdict", no_wrap=True)
     table.add_column("p(AI)", justify="right", no_wrap=True)
+    table.add_column("analysed", justify="right", no_wrap=True)
     if low_signal:
         table.add_column("low signal", overflow="fold", max_width=40)
     if show_provenance:
@@ -179,7 +188,8 @@ def render_table(records: Iterable[dict[str, Any]], show_provenance: bool) -> Ta
         cell = Text(verdict or "error", style=VERDICT_STYLES.get(verdict, ""))
         if declares_ai(record):
             cell.append(" (declared AI)", style="bold magenta")
-        cells = [cell, Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}")]
+        cells = [cell, Text("—" if record.get("p_ai") is None else f"{record['p_ai']:.3f}"),
+                 Text(_percent(record.get("analysed_fraction")))]
         if low_signal:
             cells.append(Text(printable(record.get("low_signal") or "—")))
         if show_provenance:

@@ -202,3 +202,14 @@ def test_manifest_gets_the_usual_file_mode(run_apn, tiny_weights: Path, tmp_path
     mask = os.umask(0o022)
     os.umask(mask)
     assert manifest.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_table_says_how_much_of_each_image_was_analysed(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """A large photo is judged on a few crops: the table says what share of its pixels that is."""
+    write_image(tmp_path / "large.png", size=(320, 320))  # 4 tiles of 32 px: 4% of the pixels
+    write_image(tmp_path / "small.png", size=(32, 32))
+    result = run_apn("scan", tmp_path, "--weights", tiny_weights, "--no-provenance")
+    header = next(line for line in result.stdout.splitlines() if "verdict" in line)
+    assert "analysed" in header
+    rows = {line.split()[-2]: line for line in result.stdout.splitlines() if ".png" in line}
+    assert "4.0%" in rows[str(tmp_path / "large.png")] and "100%" in rows[str(tmp_path / "small.png")]

@@ -40,8 +40,9 @@ def browser() -> Iterator[object]:
     options.binary_location = CHROMIUM
     # The page is offline; so is the browser (no update checks, sync or other background traffic).
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--disable-default-apps", "--no-first-run", "--no-pings"):
+                     "--window-size=1400,1000", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                     "--no-first-run", "--no-pings"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
