@@ -24,6 +24,7 @@ from typing import IO, Any, BinaryIO
 
 from apncli.cli import common
 from apncli.cli.output import CSV_COLUMNS
+from apncli.cli.summary import DECLARED_AI, declares_ai
 from apncli.data.discover import display_path
 from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
@@ -107,11 +108,13 @@ class Prior:
     rules: set[tuple[str | None, float | None]] = field(default_factory=set)  # (model sha256, threshold)
     relative: int = 0  # successful records with a relative path
     relative_found: bool = False  # … of which at least one exists from the current folder
+    declared_ai: int = 0  # records whose file's metadata declares AI generation
 
     def add(self, path: str, verdict: str | None, error: str | None, sha256: str | None,
-            threshold: float | None) -> None:
+            threshold: float | None, declared_ai: bool = False) -> None:
         self.done.add(resolved_key(path))
         self.rules.add((sha256, threshold))
+        self.declared_ai += declared_ai
         if error:
             self.errors += 1
             return
@@ -252,7 +255,8 @@ def _add_json_record(prior: Prior, line: bytes, path: Path, number: int) -> None
         raise _not_ours(path, f"line {number} is not a JSON object")
     model = record.get("model")
     _add(prior, path, number, record.get("path"), record.get("verdict"), record.get("error"),
-         model.get("sha256") if isinstance(model, dict) else None, record.get("threshold"))
+         model.get("sha256") if isinstance(model, dict) else None, record.get("threshold"),
+         isinstance(record.get("provenance"), dict) and declares_ai(record))
 
 
 def _read_csv(handle: BinaryIO, path: Path, prior: Prior) -> int:
@@ -293,7 +297,8 @@ def _read_csv(handle: BinaryIO, path: Path, prior: Prior) -> int:
         else:
             values = dict(zip(CSV_COLUMNS, row, strict=True))
             _add(prior, path, reader.line_num, values["path"], values["verdict"] or None,
-                 values["error"] or None, values["model_sha256"] or None, _number(values["threshold"]))
+                 values["error"] or None, values["model_sha256"] or None, _number(values["threshold"]),
+                 values["provenance_summary"] == DECLARED_AI)
         end = state["consumed"]
 
 
@@ -305,11 +310,11 @@ def _number(text: str) -> float | None:
 
 
 def _add(prior: Prior, path: Path, number: int, file: Any, verdict: Any, error: Any, sha256: Any,
-         threshold: Any) -> None:
+         threshold: Any, declared_ai: bool) -> None:
     """Add one parsed record, refusing one whose fields have the wrong types (not apn output)."""
     if not isinstance(file, str) or not file:
         raise _not_ours(path, f"record {number} has no \"path\"")
     if not all(isinstance(v, str | None) for v in (verdict, error, sha256)) or not (
             threshold is None or (isinstance(threshold, int | float) and not isinstance(threshold, bool))):
         raise _not_ours(path, f"record {number} has fields of the wrong type")
-    prior.add(file, verdict, error, sha256, None if threshold is None else float(threshold))
+    prior.add(file, verdict, error, sha256, None if threshold is None else float(threshold), declared_ai)

@@ -266,11 +266,10 @@ def _write_records(detector: Detector, paths: list[str], options: ScanOptions, w
 
 
 def _exit_code(tally: Tally, prior: outfile.Prior) -> int:
-    """The exit code of the whole output: this run's records plus those a resumed file already held
-    (files declaring AI generation are counted in this run's records)."""
+    """The exit code of the whole output: this run's records plus those a resumed file already held."""
     earlier = Counter({AI_GENERATED: prior.flagged, "earlier": prior.scored - prior.flagged})
     whole = Tally(verdicts=tally.verdicts + earlier, unreadable=tally.unreadable + prior.errors,
-                  declared_ai=tally.declared_ai)
+                  declared_ai=tally.declared_ai + prior.declared_ai)
     return whole.exit_code()
 
 

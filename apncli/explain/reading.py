@@ -61,6 +61,8 @@ def _rule(e: Explanation) -> str:
 
 def _margin(e: Explanation) -> str:
     edges = _edges(e) or (e.threshold, e.threshold)
+    if e.low_signal:
+        return f"How sure: no verdict at all: {e.low_signal}; the score is not used."
     if e.verdict == INCONCLUSIVE:
         return ("How sure: not at all. The score is inside the band where the calibration images could not "
                 "settle the verdict.")
@@ -75,6 +77,9 @@ def _margin(e: Explanation) -> str:
 
 
 def _change(e: Explanation) -> str:
+    if e.low_signal:
+        return (f"{CHANGE} no score would: only an image with more texture, at least the size of the model's "
+                "crop, can get a verdict.")
     edges = _edges(e)
     if edges is None:
         other = REAL if e.verdict == AI_GENERATED else AI_GENERATED

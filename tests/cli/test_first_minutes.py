@@ -138,6 +138,17 @@ def test_declared_ai_is_impossible_to_miss(run_apn, tiny_weights: Path, tmp_path
     assert flagged.code == 1  # a pixel verdict still wins
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_resume_keeps_exit_code_4_from_earlier_records(run_apn, tiny_weights: Path, tmp_path: Path,
+                                                       fmt: str) -> None:
+    """The exit code counts the whole file: a declared-AI record written before a resume still says 4."""
+    out = tmp_path / f"results.{fmt}"
+    args = ("--out", out, "--weights", tiny_weights, "--threshold", "1")
+    assert run_apn("scan", _declaring_ai(tmp_path / "gen.png"), *args).code == 4
+    plain = write_image(tmp_path / "plain.png")
+    assert run_apn("scan", plain, tmp_path / "gen.png", *args, "--resume").code == 4
+
+
 def test_help_has_no_type_tags_and_shows_defaults(run_apn, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     scan = run_apn("scan", "-h")

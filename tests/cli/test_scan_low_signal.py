@@ -51,6 +51,10 @@ def test_explain_gives_the_same_low_signal_verdict(run_apn, tiny_weights: Path, 
     document = json.loads(result.stdout)
     assert document["verdict"] == "inconclusive" and document["low_signal"].startswith("too little texture")
     assert result.code == 0
+    words = run_apn("explain", tmp_path / "white.png", "--weights", tiny_weights, "--no-occlusion").stdout
+    words = " ".join(words.split())  # the reading wraps at the terminal width
+    assert "How sure: no verdict at all: too little texture" in words and "the score is not used" in words
+    assert "no score would" in words and "inside the band" not in words
 
 
 def test_colours_under_transparent_pixels_cannot_change_the_score(run_apn, tiny_weights: Path,
