@@ -163,11 +163,11 @@ def refuse_to_clobber(target: Path, inputs: Sequence[Path], *, force: bool,
 def refuse_input_overwrite(target: Path, inputs: Sequence[Path]) -> None:
     """An input is an input however it is reached: symlink, hard link, or an image in a scanned folder."""
     for item in inputs:
-        if _same_file(target, item) or _image_inside(target, item):
+        if same_file(target, item) or _image_inside(target, item):
             raise UsageError(f"refusing to overwrite the input {item if item.is_file() else target}")
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` are one file; a path that cannot be reached (loop, too long) is no file."""
     if os.path.realpath(a) == os.path.realpath(b):
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import sys
 import time
@@ -97,6 +98,7 @@ def scan_command(
     input_paths = [Path(p) for p in inputs]
     if resume and out is None:
         raise UsageError("--resume needs --out FILE in JSONL or CSV format")
+    _refuse_shared_outputs({"--out": out, "--html": html, "--manifest": manifest})
     if html is not None:
         if resume:
             raise UsageError("--html with --resume would leave out the earlier records; "
@@ -124,7 +126,9 @@ def scan_command(
         stream = target.text_stream() if target is not None else sys.stdout
         writer = _make_writer(fmt, stream, run_manifest, provenance)
         if html is not None:
-            writer = output.TeeWriter(writer, HtmlReportWriter(html, run_manifest))
+            save = functools.partial(outfile.write_new_file, html, force=force)  # whole, or not at all
+            page = HtmlReportWriter(save, html.parent, run_manifest)
+            writer = output.TeeWriter(writer, page)
         tally = Tally()
         total = sum(map(options.wants, found.paths)) if found.complete else None
         report = _Report(tally, out, fmt, total, found, quiet)
@@ -263,6 +267,15 @@ def _write_records(detector: Detector, paths: list[str], options: ScanOptions, w
                 progress.update(task, advance=1, flagged=tally.flagged)
     finally:
         writer.close()
+
+
+def _refuse_shared_outputs(targets: dict[str, Path | None]) -> None:
+    """Each output of one run is its own file: one written over another would lose the results."""
+    given = [(option, path) for option, path in targets.items() if path is not None]
+    for index, (option, path) in enumerate(given):
+        for other, other_path in given[index + 1:]:
+            if common.same_file(path, other_path):
+                raise UsageError(f"{option} and {other} name the same file {path}; give each its own")
 
 
 def _exit_code(tally: Tally, prior: outfile.Prior) -> int:

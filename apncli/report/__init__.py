@@ -3,8 +3,7 @@
 Torch-free: reading results never loads a model.
 """
 
-from apncli.report.page import IMAGE_MODES, HtmlReportWriter, render_report, write_report
+from apncli.report.page import IMAGE_MODES, HtmlReportWriter, render_report
 from apncli.report.results import ScanResults, load_results, merge_results
 
-__all__ = ["IMAGE_MODES", "HtmlReportWriter", "ScanResults", "load_results", "merge_results", "render_report",
-           "write_report"]
+__all__ = ["IMAGE_MODES", "HtmlReportWriter", "ScanResults", "load_results", "merge_results", "render_report"]

@@ -41,11 +41,6 @@ THUMB_QUALITY = 70
 VERDICTS = ("ai-generated", "inconclusive", "real", "error")
 
 
-def write_report(results: ScanResults, out: Path, images: str = "embed", workers: int = 4) -> None:
-    """Write the HTML page for ``results`` to ``out`` (overwritten; callers check clobbering)."""
-    out.write_text(render_report(results, out.parent, images, workers), encoding="utf-8")
-
-
 def render_report(results: ScanResults, base: Path, images: str = "embed", workers: int = 4) -> str:
     """The whole page as text; ``base`` is the folder the page will live in (for ``link`` images)."""
     if images not in IMAGE_MODES:
@@ -61,17 +56,19 @@ def render_report(results: ScanResults, base: Path, images: str = "embed", worke
 
 
 class HtmlReportWriter:
-    """A scan record writer (``apn scan --html FILE``): keeps the records and writes the page on close."""
+    """A scan record writer (``apn scan --html FILE``): keeps the records and, on close, renders the page
+    for a file in ``base`` and hands the text to ``save`` (which decides how it is written)."""
 
-    def __init__(self, out: Path, manifest: dict[str, Any], images: str = "embed") -> None:
-        self.out, self.manifest, self.images = out, manifest, images
+    def __init__(self, save: Callable[[str], None], base: Path, manifest: dict[str, Any],
+                 images: str = "embed") -> None:
+        self.save, self.base, self.manifest, self.images = save, base, manifest, images
         self.records: list[dict[str, Any]] = []
 
     def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
 
     def close(self) -> None:
-        write_report(ScanResults(self.records, [self.manifest]), self.out, self.images)
+        self.save(render_report(ScanResults(self.records, [self.manifest]), self.base, self.images))
 
 
 def _asset(name: str) -> str:

@@ -484,3 +484,28 @@ def test_explain_dir_inside_the_scanned_tree_is_not_scanned(run_apn, tiny_weight
     assert first.code == 1 and len(list((folder / "figures").iterdir())) == 2
     second = run_apn(*args)
     assert [Path(r["path"]).name for r in _jsonl(second.stdout)] == ["img0.png", "img1.png"]
+
+
+def test_outputs_of_one_run_may_not_share_a_file(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """--out, --html and --manifest on one file would write over each other's results: refused up front."""
+    image = write_image(tmp_path / "a.png")
+    for first, second in (("--out", "--html"), ("--out", "--manifest"), ("--html", "--manifest")):
+        same = tmp_path / f"same{first}{second}.json"
+        result = run_apn("scan", image, first, same, second, same, "--weights", tiny_weights)
+        assert result.code == 2 and "name the same file" in result.stderr and not same.exists()
+
+
+@pytest.mark.slow
+def test_a_failed_html_write_names_the_page_and_leaves_no_part_of_it(tiny_weights: Path,
+                                                                      tmp_path: Path) -> None:
+    """A "full disk" that takes the small JSONL but not the page: the error names the page, not the
+    results file, and no half-written page is left behind."""
+    image = write_image(tmp_path / "a.png", size=(64, 64))
+    out, page = tmp_path / "results.jsonl", tmp_path / "report" / "page.html"
+    command = [*APN, "scan", str(image), "--out", str(out), "--html", str(page),
+               "--weights", str(tiny_weights)]
+    full = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_limit_file_size(16 << 10))
+    assert full.returncode == 2 and f"cannot write {page}" in full.stderr, full.stderr
+    assert "results.jsonl" not in full.stderr and len(out.read_text().splitlines()) == 1
+    assert not page.exists() and list(page.parent.iterdir()) == []

@@ -89,3 +89,4 @@ def test_report_and_merge_outputs_follow_the_scan_out_rules(run_apn, tiny_weight
     before = scan_out.read_bytes()
     clobber = run_apn(verb, scan_out, "--out", scan_out, "--force")
     assert clobber.code == 2 and "input" in clobber.stderr and scan_out.read_bytes() == before
+
