@@ -42,9 +42,15 @@ def abandoned_decodes() -> int:
     return _abandoned_decodes
 
 
+#: Fields about the analysed pixels; null on records of files that could not be decoded.
+PIXEL_FIELDS = ("analysed_fraction", "padded", "textured_fraction", "low_signal", "has_alpha",
+                "transparent_fraction")
+
+
 @dataclass
 class ScanRecord:
-    """One line of scan output: exactly one per candidate file, success or not."""
+    """One line of scan output: exactly one per candidate file, success or not; every record has the
+    same keys (``provenance`` aside, absent with ``--no-provenance``)."""
 
     path: str
     p_ai: float | None = None
@@ -69,6 +75,7 @@ class ScanRecord:
             "height": self.height,
             "crops": self.crops,
             "error": self.error,
+            **dict.fromkeys(PIXEL_FIELDS),
         }
         record.update(self.extra)
         return record

@@ -462,7 +462,7 @@ class _Run:
         from apncli.model.clip import ClipImageTower
         from apncli.training.teacher import write_teacher_features
 
-        path = self.out / f"teacher-{teacher}.safetensors"
+        path = self.out / f"teacher-{teacher}.apn-teacher"  # safetensors inside; not a detector
         if self.ctx.is_main:
             tower = ClipImageTower(resolve_weights(teacher), threads=torch.get_num_threads())
             paths = [s.path for s in self.split.train]

@@ -107,10 +107,11 @@ def test_clip_teacher_embeds_the_training_images_once(tmp_path: Path) -> None:
     model's width; the checkpoint says what replaced BLIP."""
     result, out = _train(tmp_path, "--teacher", "clip_b16")
     assert result.exit_code == 0, result.output
-    with safe_open(str(out / "teacher-clip_b16.safetensors"), framework="pt") as f:
+    with safe_open(str(out / "teacher-clip_b16.apn-teacher"), framework="pt") as f:
         features = f.get_tensor("features")
         n_train = len(json.loads(f.metadata()["paths"]))
     assert features.shape == (n_train, 512) and n_train >= 6
+    assert [p.name for p in out.glob("*.safetensors")] == ["model.safetensors"]  # the only loadable file
     assert torch.allclose(features.norm(dim=1), torch.ones(n_train), atol=1e-4)
     log = (out / "train.log").read_text()
     assert "degenerate" not in log and f"covers {n_train}/{n_train}" in log
