@@ -133,9 +133,8 @@ def plain_metavars(command: Any) -> None:
 def _plain(param: Any) -> Any:
     if param is None:
         return None
-    label = _metavar(param)
-    if getattr(param, "metavar", None) is None:
-        param.metavar = label
+    label = getattr(param, "metavar", None) or _metavar(param)  # an explicit metavar (K/N) wins
+    param.metavar = label
     if hasattr(param, "display_type_rich"):  # instance attribute shadows Typer's "<type>" label
         shown = None if label.endswith("...") or not label else label  # an argument shows its name
         param.display_type_rich = lambda ctx: shown
@@ -197,5 +196,6 @@ def parse_device(value: str | None) -> str:
     return chosen.strip()
 
 
-WEIGHTS_HELP = "Detector to use: a registered name (see `apn models list`) or a path to a .safetensors file."
+WEIGHTS_HELP = ("Detector to use: a registered name (see `apn models list`), a path to a .safetensors file, "
+                "or an `apn train` run folder (its model.safetensors).")
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then CPU). Env: APN_DEVICE."

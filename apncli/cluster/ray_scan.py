@@ -45,7 +45,7 @@ def candidates_dataset(paths: Iterable[str | os.PathLike[str]], recursive: bool 
     import ray.data
 
     rows = [{"path": os.fsencode(c.path), "error": c.error or ""}
-            for c in discover([Path(p) for p in paths], recursive=recursive)]
+            for c in discover(list(paths), recursive=recursive)]  # as typed: a URL is reported, not mangled
     return ray.data.from_items(rows)
 
 
