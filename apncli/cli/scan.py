@@ -106,6 +106,9 @@ def scan_command(
         outfile.prepare_target(html, input_paths, force=force, option="--html")
     if manifest is not None:
         outfile.prepare_target(manifest, input_paths, force=force, option="--manifest")
+    if explain_dir is not None:
+        _prepare_explain_dir(explain_dir, input_paths)
+    anchors = _read_trust_anchors(trust_anchors)
     part = None if shard is None else Shard.parse(shard)
     with _claim(out, fmt, input_paths, force=force, resume=resume) as target:
         detector = _load_detector(weights, device, tiles, quiet)
@@ -118,7 +121,7 @@ def scan_command(
         options = ScanOptions(recursive=recursive, batch_size=batch_size, workers=workers,
                               threshold=threshold, decode_timeout_s=decode_timeout,
                               skip=_skipper(prior, explain_dir),
-                              annotate=_provenance_annotator(trust_anchors) if provenance else None,
+                              annotate=_provenance_annotator(anchors) if provenance else None,
                               shard=part)
         run_manifest = build_manifest(detector, options, provenance)
         if manifest is not None:
@@ -133,7 +136,7 @@ def scan_command(
         total = sum(map(options.wants, found.paths)) if found.complete else None
         report = _Report(tally, out, fmt, total, found, quiet)
         try:
-            _run(detector, inputs, options, writer, _figure_maker(detector, explain_dir, input_paths),
+            _run(detector, inputs, options, writer, _figure_maker(detector, explain_dir),
                  tally, total, quiet, where=str(out) if out is not None else "stdout")
         except (KeyboardInterrupt, common.Terminated):
             report.show(interrupted=True)
@@ -286,18 +289,12 @@ def _exit_code(tally: Tally, prior: outfile.Prior) -> int:
     return whole.exit_code()
 
 
-def _figure_maker(detector: Detector, explain_dir: Path | None,
-                  inputs: list[Path]) -> Callable[[ScanRecord], None] | None:
+def _figure_maker(detector: Detector, explain_dir: Path | None) -> Callable[[ScanRecord], None] | None:
     """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide."""
     if explain_dir is None:
         return None
     from apncli.data.images import decode_image
     from apncli.explain import explain_image, figure_name_for, render_figure
-
-    if explain_dir.exists() and not explain_dir.is_dir():
-        raise UsageError(f"--explain-dir {explain_dir} is not a folder")
-    common.refuse_input_overwrite(explain_dir, inputs)
-    explain_dir.mkdir(parents=True, exist_ok=True)
 
     def explain(record: ScanRecord) -> None:
         path = record.source if record.source is not None else Path(record.path)
@@ -310,6 +307,14 @@ def _figure_maker(detector: Detector, explain_dir: Path | None,
             record.extra["figure_error"] = one_line(f"{type(exc).__name__}: {exc}")
 
     return explain
+
+
+def _prepare_explain_dir(explain_dir: Path, inputs: list[Path]) -> None:
+    """Before the model loads: ``--explain-dir`` must be (or become) a folder that is no input."""
+    if explain_dir.exists() and not explain_dir.is_dir():
+        raise UsageError(f"--explain-dir {explain_dir} is not a folder")
+    common.refuse_input_overwrite(explain_dir, inputs)
+    explain_dir.mkdir(parents=True, exist_ok=True)
 
 
 def build_manifest(detector: Detector, options: ScanOptions, provenance: bool) -> dict[str, Any]:
@@ -325,11 +330,9 @@ def build_manifest(detector: Detector, options: ScanOptions, provenance: bool) -
     }
 
 
-def _provenance_annotator(trust_anchors: Path | None) -> Callable[[Path], dict[str, Any]]:
-    """Metadata evidence beside the pixel verdict; never part of ``p_ai``."""
+def _provenance_annotator(anchors: str | None) -> Callable[[Path], dict[str, Any]]:
+    """Metadata evidence beside the pixel verdict; never part of ``p_ai``; ``anchors``: a PEM bundle."""
     from apncli.provenance import read_provenance
-
-    anchors = _read_trust_anchors(trust_anchors)
 
     def annotate(path: Path) -> dict[str, Any]:
         return {"provenance": read_provenance(path, c2pa_trust_anchors=anchors).to_dict()}
@@ -338,7 +341,7 @@ def _provenance_annotator(trust_anchors: Path | None) -> Callable[[Path], dict[s
 
 
 def _read_trust_anchors(path: Path | None) -> str | None:
-    """Check the PEM bundle once, up front, instead of failing on every record."""
+    """Check the PEM bundle once, before the model loads, instead of failing on every record."""
     if path is None:
         return None
     try:

@@ -88,8 +88,8 @@ def tile_positions(height: int, width: int, size: int, max_tiles: int) -> list[t
     return chosen
 
 
-#: Texture is measured on every TEXTURE_STEP-th pixel: 1/16 of a photo's pixels, a few ms for 12 MP.
-TEXTURE_STEP = 4
+#: Local detail is measured on every DETAIL_SUBSAMPLE-th pixel: 1/16 of a photo's pixels, a few ms for 12 MP.
+DETAIL_SUBSAMPLE = 4
 
 
 def textured_tile_positions(canvas: np.ndarray, size: int, max_tiles: int) -> list[tuple[int, int]]:
@@ -97,7 +97,7 @@ def textured_tile_positions(canvas: np.ndarray, size: int, max_tiles: int) -> li
 
     When the canvas holds more grid windows (see :func:`tile_positions`) than the budget, the windows
     with the most local detail come first: the mean absolute difference between neighbouring pixels,
-    on a 1-in-``TEXTURE_STEP`` subsample. Flat sky, walls and studio backdrops carry little of the
+    on a 1-in-``DETAIL_SUBSAMPLE`` subsample. Flat sky, walls and studio backdrops carry little of the
     generator's high-frequency trace and of the camera's, so a few tiles are better spent on content.
     Ties go to the window nearer the centre, then to grid order; deterministic, and a smaller budget
     yields a prefix of a larger one. Canvases that fit in the budget are tiled as by ``tile_positions``.
@@ -115,16 +115,17 @@ def textured_tile_positions(canvas: np.ndarray, size: int, max_tiles: int) -> li
 
 def _window_detail(canvas: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
     """(len(ys), len(xs)) mean |horizontal| + |vertical| neighbour difference of the green channel (the
-    luminance-heavy one) inside each window, on a 1-in-``TEXTURE_STEP`` subsample, via a summed-area table."""
-    small = canvas[::TEXTURE_STEP, ::TEXTURE_STEP]
+    luminance-heavy one) inside each window, on a 1-in-``DETAIL_SUBSAMPLE`` subsample, via a summed-area
+    table."""
+    small = canvas[::DETAIL_SUBSAMPLE, ::DETAIL_SUBSAMPLE]
     small = (small[..., 1] if small.ndim == 3 else small).astype(np.int16)
     detail = np.zeros(small.shape, dtype=np.int32)
     detail[:, 1:] += np.abs(np.diff(small, axis=1))
     detail[1:, :] += np.abs(np.diff(small, axis=0))
     rows, columns = detail.shape
-    y0, x0 = ys // TEXTURE_STEP, xs // TEXTURE_STEP
-    y1 = np.clip((ys + size) // TEXTURE_STEP, y0 + 1, rows)
-    x1 = np.clip((xs + size) // TEXTURE_STEP, x0 + 1, columns)
+    y0, x0 = ys // DETAIL_SUBSAMPLE, xs // DETAIL_SUBSAMPLE
+    y1 = np.clip((ys + size) // DETAIL_SUBSAMPLE, y0 + 1, rows)
+    x1 = np.clip((xs + size) // DETAIL_SUBSAMPLE, x0 + 1, columns)
     # Summed-area table, built only on the rows the windows start and end at (a full one costs 5x more).
     down = np.zeros((rows + 1, columns), dtype=np.int64)
     np.cumsum(detail, axis=0, out=down[1:])

@@ -71,6 +71,7 @@ from apncli.training.state import load_state, save_state
 __all__ = ["TrainConfig", "TrainResult", "lr_schedule", "train"]
 
 STATE_FILE = "state-last.apn-state"
+LEGACY_STATE_FILE = "state-last.safetensors"  # what apn 0.1.0 called it; such runs still resume
 FAKES_CACHE = "fakes-cache"
 # The reference schedule, shared by TrainConfig's defaults and lr_schedule's (the recipe's baseline uses it)
 WARMUP_ITERS = 20
@@ -342,7 +343,7 @@ class _Run:
     def _setup(self) -> None:
         c = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        if c.resume is None and (self.out / STATE_FILE).exists():
+        if c.resume is None and _state_in(self.out) is not None:
             raise UsageError(
                 f"{self.out} already holds a training run; pass --resume {self.out} to continue "
                 "it or choose another --out"
@@ -515,8 +516,8 @@ class _Run:
 
     def _resume(self) -> None:
         where = Path(self.cfg.resume)  # type: ignore[arg-type]
-        path = where / STATE_FILE if where.is_dir() else where
-        if not path.is_file():
+        path = _state_in(where) if where.is_dir() else where
+        if path is None or not path.is_file():
             raise UsageError(f"--resume {where}: no {STATE_FILE} there")
         state = load_state(path)
         if state.get("model_config") != self.config.to_dict():
@@ -970,6 +971,14 @@ class _Run:
         path = save_checkpoint(self.out / MODEL_FILE, state, meta)
         self.log(f"wrote {path}")
         return path
+
+
+def _state_in(folder: Path) -> Path | None:
+    """A run folder's resumable state, under this version's name or apn 0.1.0's; None if it has none."""
+    for name in (STATE_FILE, LEGACY_STATE_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def _ddp_anchor(out: APNOutput) -> torch.Tensor:

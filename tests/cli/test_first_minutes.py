@@ -224,3 +224,16 @@ def test_table_says_how_much_of_each_image_was_analysed(run_apn, tiny_weights: P
     assert "analysed" in header
     rows = {line.split()[-2]: line for line in result.stdout.splitlines() if ".png" in line}
     assert "4.0%" in rows[str(tmp_path / "large.png")] and "100%" in rows[str(tmp_path / "small.png")]
+
+
+def test_bad_explain_dir_and_trust_anchors_fail_before_the_model_loads(run_apn, tmp_path: Path) -> None:
+    """Like a missing input, a bad --explain-dir or --c2pa-trust-anchors must not cost a model load."""
+    image = write_image(tmp_path / "a.png")
+    not_a_folder = write_image(tmp_path / "figures.png")
+    no_pem = tmp_path / "anchors.pem"
+    no_pem.write_text("not a certificate\n")
+    missing_weights = tmp_path / "missing.safetensors"  # would fail only once the model is loaded
+    for option, value, message in (("--explain-dir", not_a_folder, "is not a folder"),
+                                   ("--c2pa-trust-anchors", no_pem, "holds no PEM certificate")):
+        result = run_apn("scan", image, option, value, "--weights", missing_weights)
+        assert result.code == 2 and message in result.stderr and "missing.safetensors" not in result.stderr

@@ -240,3 +240,14 @@ def test_short_run_learns_the_generation_trace(tmp_path: Path) -> None:
     assert roc_auc(labels, scores) > 0.85
     at_threshold = accuracy_at(labels, scores, detector.info.threshold)  # the calibrated rule, on new files
     assert (at_threshold["acc_real"] + at_threshold["acc_fake"]) / 2 > 0.7
+
+
+def test_a_run_folder_of_apn_0_1_is_recognised_and_resumes(data: Path, tmp_path: Path) -> None:
+    """apn 0.1.0 named the state ``state-last.safetensors``: its folder is neither trained over nor lost."""
+    out = tmp_path / "old-run"
+    train(_cfg(data, out, epochs=1, max_steps=1))
+    (out / "state-last.apn-state").rename(out / "state-last.safetensors")
+    with pytest.raises(UsageError, match="already holds a training run"):
+        train(_cfg(data, out, epochs=1))
+    train(_cfg(data, out, epochs=1, resume=out))
+    assert read_metadata(out / "model.safetensors")["training"]["steps"] > 1
