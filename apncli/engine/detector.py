@@ -69,6 +69,8 @@ class Analysis:
     input_tensor: torch.Tensor  # 1×3×S×S, BGR in [0,1], on the detector's device
     output: APNOutput
     signal: Signal
+    plan: CropPlan  # where every scored tile lies; ``tile_probabilities`` follow its order
+    tile_index: int  # the tile rerun for ``output``
 
 
 class Detector:
@@ -152,26 +154,25 @@ class Detector:
         multi = self.info.preprocessing.get("multi_crop") or {}
         return int(multi.get("max_tiles", 1)) if multi.get("enabled", False) else 1
 
-    def plan_crops(self, rgb: np.ndarray) -> CropPlan:
-        """Native-resolution crops of an H×W×3 image: never resized (it destroys the artifacts); a large
-        image is tiled, its most detailed positions first (``crop_ops.textured_tile_positions``)."""
-        return self._plan(crop_ops.pad_to(rgb, self.crop_size))
-
-    def _plan(self, canvas: np.ndarray) -> CropPlan:
-        size = self.crop_size
-        return CropPlan(size=size, positions=crop_ops.textured_tile_positions(canvas, size, self.max_tiles))
-
     def crops_of(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """The RGB crops of one image, as ``plan_crops`` places them."""
+        """The RGB crops of one image, placed as ``prepare`` places them."""
         return self.prepare(rgb)[0]
 
     def prepare(self, rgb: np.ndarray) -> tuple[list[np.ndarray], Signal]:
-        """The RGB crops of one image (views, as ``plan_crops`` places them) and how much signal they hold
-        (used by decode workers; the signal decides low-signal ``inconclusive`` verdicts)."""
-        canvas = crop_ops.pad_to(rgb, self.crop_size)
-        plan = self._plan(canvas)
-        crops = [crop_ops.extract(canvas, y, x, plan.size) for y, x in plan.positions]
-        return crops, measure_signal(rgb.shape[0], rgb.shape[1], plan.size, plan.positions, crops)
+        """The RGB crops of one image (views) and how much signal they hold (used by decode workers; the
+        signal decides low-signal ``inconclusive`` verdicts)."""
+        _, crops, signal = self._prepared(rgb)
+        return crops, signal
+
+    def _prepared(self, rgb: np.ndarray) -> tuple[CropPlan, list[np.ndarray], Signal]:
+        """Native-resolution crops of an H×W×3 image: never resized (it destroys the artifacts); the image
+        is wrap-padded to the crop size, and a large one tiled, its most detailed positions first
+        (``crop_ops.textured_tile_positions``)."""
+        size = self.crop_size
+        canvas = crop_ops.pad_to(rgb, size)
+        plan = CropPlan(size=size, positions=crop_ops.textured_tile_positions(canvas, size, self.max_tiles))
+        crops = [crop_ops.extract(canvas, y, x, size) for y, x in plan.positions]
+        return plan, crops, measure_signal(rgb.shape[0], rgb.shape[1], size, plan.positions, crops)
 
     # -------------------------------------------------------------------------------------- inference
     def predict_crops(self, crops: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
@@ -198,17 +199,17 @@ class Detector:
         """Score all crops, then rerun the one that pushed toward the verdict with everything ``explain``
         needs: the most AI-like tile of an ``ai-generated`` image, the most real-looking of a ``real`` one,
         and for ``inconclusive`` the tile whose score is closest to the image's."""
-        crops, signal = self.prepare(rgb)
+        plan, crops, signal = self._prepared(rgb)
         tile_scores = self.predict_crops(crops)
         p_ai = float(tile_scores.mean())
         chosen = _tile_toward(self.verdict(p_ai, signal=signal), tile_scores, p_ai)
-        y, x = self.plan_crops(rgb).positions[chosen]
+        y, x = plan.positions[chosen]
         tensor = self._to_input([crops[chosen]])
         with torch.inference_mode():
             output = self.model(tensor, return_images=True)
         return Analysis(p_ai=p_ai, tile_probabilities=[float(s) for s in tile_scores],
                         crop_box=(x, y, self.crop_size, self.crop_size), crop_rgb=crops[chosen],
-                        input_tensor=tensor, output=output, signal=signal)
+                        input_tensor=tensor, output=output, signal=signal, plan=plan, tile_index=chosen)
 
     def _to_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         return crop_ops.to_tensor_bgr(list(crops)).to(self.device, non_blocking=True)

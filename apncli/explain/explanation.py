@@ -238,7 +238,7 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         artifact, artifact_range = _artifact_map(out.art_images, weights)
         log_spec = spectra.log_amplitude(analysis.input_tensor[0])
     occ = None if p_without is None else p_without.cpu().numpy().astype(np.float64)
-    tiles, index = _tiles(detector, rgb, analysis)
+    tiles, index = _tiles(analysis)
     overview, overview_scale = _overview(detector, rgb)
     return Explanation(
         source=source,
@@ -326,13 +326,12 @@ def _ranges(prop: BandProposal, height: int, width: int) -> list[list[ChannelRan
     return out
 
 
-def _tiles(detector: Detector, rgb: np.ndarray, analysis: Analysis) -> tuple[list[Tile], int]:
+def _tiles(analysis: Analysis) -> tuple[list[Tile], int]:
     """Every scored crop with its p(AI), and which of them was analysed."""
-    plan = detector.plan_crops(rgb)
+    plan = analysis.plan
     tiles = [Tile((x, y, plan.size, plan.size), float(p))
              for (y, x), p in zip(plan.positions, analysis.tile_probabilities, strict=True)]
-    chosen = tuple(int(v) for v in analysis.crop_box)
-    return tiles, [t.box for t in tiles].index(chosen)  # ValueError: analyse() and plan_crops() disagree
+    return tiles, analysis.tile_index
 
 
 def _overview(detector: Detector, rgb: np.ndarray) -> tuple[np.ndarray, float]:
