@@ -58,6 +58,7 @@ from apncli.data.layouts import Sample, default_train_on, training_samples
 from apncli.engine.cache import MODEL_FILE
 from apncli.engine.checkpoint import default_preprocessing, save_checkpoint
 from apncli.engine.device import autocast_dtype
+from apncli.engine.registry import RegistryEntry, load_registry
 from apncli.errors import UsageError
 from apncli.model import APN, CLUB, APNConfig, APNOutput, build_model, get_config
 from apncli.training import distributed as ddp
@@ -454,10 +455,7 @@ class _Run:
 
     def _teacher_file(self, teacher: str) -> Path:
         """A features file as given, or a registered tower's features, computed once into the run folder."""
-        from apncli.engine.registry import load_registry
-
-        entry = load_registry().get(teacher)
-        if entry is None or entry.kind != "teacher":
+        if _registered_teacher(teacher) is None:
             return Path(teacher)
         from apncli.engine.cache import resolve_weights
         from apncli.model.clip import ClipImageTower
@@ -912,13 +910,12 @@ class _Run:
 
     def _teacher_description(self) -> dict[str, str] | None:
         """What stood in for the paper's BLIP features (checkpoint metadata), None without a teacher."""
-        from apncli.engine.registry import load_registry
         from apncli.training.teacher import TEACHER_SUBSTITUTION
 
         if self.cfg.teacher is None:
             return None
-        entry = load_registry().get(self.cfg.teacher)
-        if entry is not None and entry.kind == "teacher":
+        entry = _registered_teacher(self.cfg.teacher)
+        if entry is not None:
             return {"name": entry.name, "model": entry.description, "note": TEACHER_SUBSTITUTION}
         return {"name": Path(self.cfg.teacher).name, "model": "precomputed features file",
                 "note": "user-supplied features in place of the paper's BLIP image embedding"}
@@ -971,6 +968,12 @@ class _Run:
         path = save_checkpoint(self.out / MODEL_FILE, state, meta)
         self.log(f"wrote {path}")
         return path
+
+
+def _registered_teacher(name: str) -> RegistryEntry | None:
+    """The registry's image tower of that name (``clip_b16``), or None when ``name`` is a features file."""
+    entry = load_registry().get(name)
+    return entry if entry is not None and entry.kind == "teacher" else None
 
 
 def _state_in(folder: Path) -> Path | None:
