@@ -36,6 +36,7 @@ try:
 except ImportError:  # Windows: no advisory locks; exclusive creation still protects new files
     fcntl = None  # type: ignore[assignment]
 
+#: Output formats ``--resume`` can continue (a JSON document is closed when the run ends).
 RESUMABLE_FORMATS = ("jsonl", "csv")
 #: A record line is a few KiB at most; a longer "line" is not apn output, and is not read into memory.
 MAX_LINE_BYTES = 4 << 20

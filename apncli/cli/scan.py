@@ -161,10 +161,6 @@ def _load_detector(weights: str | None, device: str | None, tiles: int | None, q
     return detector
 
 
-#: Output formats ``--resume`` can continue (a JSON document is closed when the run ends).
-RESUMABLE = ("jsonl", "csv")
-
-
 @dataclass
 class _Report:
     """The end-of-run summary on stderr (a table's caption already carries the counts)."""
@@ -183,7 +179,7 @@ class _Report:
         console.print(summary_line(self.tally, out=self.out, with_counts=self.fmt != "table" or interrupted,
                                    total=self.total, interrupted=interrupted,
                                    skipped_folders=self.found.skipped_folders), markup=False)
-        if interrupted and self.out is not None and self.fmt in RESUMABLE:
+        if interrupted and self.out is not None and self.fmt in outfile.RESUMABLE_FORMATS:
             console.print(resume_hint(sys.argv[1:]), markup=False)
 
 
