@@ -2,10 +2,11 @@
 
 Why it exists: APN's value (band purification, spatial-subspace split, alignment losses) is only shown if a
 plain detector trained on *exactly* the same files, augmentation draws, step budget, hold-out split and
-threshold rule does worse on unseen generators. The baseline is the ``resnet_lite``-shaped trunk of
-:mod:`apncli.model.backbones` (the band head APN itself uses) with one linear layer, trained with plain
-cross-entropy. It is scored through :class:`apncli.engine.detector.Detector`, so its crops and tile averaging
-are exactly those of ``apn scan``.
+threshold rule does worse on unseen generators. The baseline is one trunk with one linear layer, trained
+with plain cross-entropy: the ``resnet_lite``-shaped trunk of :mod:`apncli.model.backbones` (the band head
+APN itself uses; from scratch) or an ImageNet-initialised EfficientNet-Lite (fine-tuned, the baseline of
+the pretrained APN). It is scored through :class:`apncli.engine.detector.Detector`, so its crops and tile
+averaging are exactly those of ``apn scan``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from apncli.data.augment import AugmentConfig
 from apncli.data.layouts import training_samples
-from apncli.engine.checkpoint import default_preprocessing
+from apncli.engine.cache import resolve_weights
+from apncli.engine.checkpoint import default_preprocessing, load_torch_weights_only
 from apncli.engine.detector import Detector
 from apncli.model import APNConfig, get_config
+from apncli.model.apn import ImageNetTrunk
 from apncli.model.backbones import ResNet
+from apncli.model.config import PRETRAINED_TRUNKS
 from apncli.training.calibration import calibrate
 from apncli.training.dataset import TrainDataset, collate, split_holdout
 from apncli.training.evaluation import score_samples
@@ -44,15 +48,23 @@ META_FILE = "baseline.json"
 
 
 class PlainCNN(nn.Module):
-    """ResNet-lite trunk + linear head; ``forward`` returns an object with ``.logits`` like APN's output.
+    """A trunk + linear head; ``forward`` returns an object with ``.logits`` like APN's output.
 
-    ``config`` is carried only so the product's ``Detector`` knows the crop size (it is not an APN).
+    ``arch`` is ``resnet_lite`` (the config's ResNet shape) or an EfficientNet-Lite name (ImageNet-shaped,
+    fed APN's BGR [0, 1] input through :class:`ImageNetTrunk`). ``config`` is carried only so the product's
+    ``Detector`` knows the crop size (it is not an APN).
     """
 
-    def __init__(self, config: APNConfig) -> None:
+    def __init__(self, config: APNConfig, arch: str = "resnet_lite") -> None:
         super().__init__()
         self.config = config
-        self.trunk = ResNet(config.resnet_widths, config.resnet_blocks)
+        self.trunk: nn.Module
+        if arch in PRETRAINED_TRUNKS:
+            self.trunk = ImageNetTrunk(arch)
+        elif arch == "resnet_lite":
+            self.trunk = ResNet(config.resnet_widths, config.resnet_blocks)
+        else:
+            raise ValueError(f"unknown baseline arch {arch!r}")
         self.head = nn.Linear(self.trunk.out_dim, 2)
 
     def forward(self, x: torch.Tensor, irrelevant: bool = True) -> SimpleNamespace:
@@ -66,7 +78,9 @@ class BaselineConfig:
 
     data_root: Path
     out: Path
+    dataset: str = "folder"  # a layout of apncli.data.layouts (``manifest`` for a CSV)
     crop: int = 128
+    arch: str = "resnet_lite"  # or an EfficientNet-Lite, initialised from its ImageNet weights
     epochs: int = 4
     batch_size: int = 16
     lr: float = 3e-4
@@ -103,9 +117,17 @@ def train_baseline(cfg: BaselineConfig, log: Callable[[str], None] = print) -> P
     cfg.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     config = dataclasses.replace(get_config("lite"), crop=cfg.crop)
-    split = split_holdout(training_samples("folder", cfg.data_root, None), cfg.val_fraction, cfg.seed)
+    split = split_holdout(training_samples(cfg.dataset, cfg.data_root, None), cfg.val_fraction, cfg.seed)
     data = TrainDataset(split.train, cfg.crop, cfg.augment, cfg.seed, cfg.fake_sources, stream=0)
-    model = PlainCNN(config)
+    model = PlainCNN(config, cfg.arch)
+    if cfg.arch in PRETRAINED_TRUNKS:
+        state = load_torch_weights_only(resolve_weights(cfg.arch))
+        result = model.trunk.trunk.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith("_fc.")}, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{cfg.arch} weights do not fit: {missing[:3]} {result.unexpected_keys[:3]}")
+        log(f"baseline: {cfg.arch} initialised from its ImageNet weights")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = lr_schedule(opt, cfg.step_size)
     best_auc, best_state, history = -1.0, None, []
@@ -135,7 +157,7 @@ def train_baseline(cfg: BaselineConfig, log: Callable[[str], None] = print) -> P
     labels, scores = _score(model, split.calib, cfg.workers)
     cal = calibrate(labels, scores, cfg.target_fpr)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cfg.out / MODEL_FILE))
-    meta = {"config": config.to_dict(), "threshold": cal.threshold,
+    meta = {"config": config.to_dict(), "arch": cfg.arch, "threshold": cal.threshold,
             "inconclusive_band": list(cal.inconclusive_band), "calibration": cal.to_dict(),
             "history": history, "seconds": time.monotonic() - started,
             "train_files": len(split.train), "items": len(data)}
@@ -146,6 +168,6 @@ def train_baseline(cfg: BaselineConfig, log: Callable[[str], None] = print) -> P
 def load_baseline(out: Path) -> Detector:
     """The trained baseline as a Detector with its calibrated threshold."""
     meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-    model = PlainCNN(APNConfig.from_dict(meta["config"]))
+    model = PlainCNN(APNConfig.from_dict(meta["config"]), meta.get("arch", "resnet_lite"))
     model.load_state_dict(load_file(str(out / MODEL_FILE)))
     return baseline_detector(model, meta["threshold"], tuple(meta["inconclusive_band"]))

@@ -1,39 +1,48 @@
-"""Train, evaluate and ship the default detector (``weights/apn-lite-v1.safetensors``) in one command.
+"""Train, evaluate and ship the default detector (``weights/apn-v2.safetensors``) in one command.
 
-    .venv/bin/python recipes/train_default.py                # everything: train, evaluate, ship
-    .venv/bin/python recipes/train_default.py --eval-only    # re-evaluate the shipped checkpoint only
+    .venv/bin/python recipes/train_default.py                 # everything: data, train, evaluate, ship
+    .venv/bin/python recipes/train_default.py --variants apn --seeds 0   # the shipped run only
+    .venv/bin/python recipes/train_default.py --eval-only     # re-evaluate the shipped checkpoint only
 
-Reads ``../shared/data/train`` (training) and ``../shared/data/eval`` (development evaluation only: never
-used to train, select epochs or set thresholds) relative to the repository. Steps:
+Reads ``../shared/data/train`` (training), the 2023-25 generator set built by
+``recipes/data/build_modern_fakes.py`` (``--modern``, default ``~/.cache/apn-data/modern``), the camera
+photographs of Debian's wallpaper packages (``WALLPAPERS``; ``apt-get install mate-backgrounds
+plasma-workspace-wallpapers``) and ``../shared/data/eval`` (development evaluation only: never used to
+train, select epochs or set thresholds). Steps:
 
-1. TAEF2 reconstruction fakes of the training reals (cached in ``--work``; see ``reconstruction_cache``).
-2. APN ``lite`` through the product trainer (``apncli.training.trainer``, what ``apn train`` runs), with and
-   without the reconstruction fakes; the same for the plain-CNN baseline (``recipes/baseline.py``).
-   Every run uses the same seeded hold-out: half selects the best epoch, half calibrates the threshold
+1. A training manifest of every source (``<work>/train.csv``), CLIP ViT-B/16 teacher features of every
+   training image (computed once, shared by all runs) and TAEF2 reconstruction fakes of the training
+   reals (aligned pairs, cached in ``--work``; see ``reconstruction_cache``).
+2. APN ``pretrained-lite0`` (ImageNet EfficientNet-Lite0 trunks) through the product trainer
+   (``apncli.training.trainer``, what ``apn train`` runs) with the full objective, and its ablations
+   (without the frequency-band proposal, without the spatial decomposition, without MI and teacher); the
+   plain fine-tuned EfficientNet-Lite0 baseline (``recipes/baseline.py``); each for every ``--seeds``.
+   Every run of a seed uses the same hold-out: half selects the best epoch, half calibrates the threshold
    (5% false positives on held-back training reals) and the inconclusive band.
-3. Evaluation of every run on ``eval/unseen-diffusion`` and ``eval/gan-thumbnails``, as-is and with both
-   classes re-encoded as JPEG q85: ROC-AUC with a 1000-sample bootstrap 95% interval, TPR and FPR at the
-   run's own calibrated threshold.
-4. ``apn+taef2`` is shipped: it is trained as the default model's specification prescribes (the training
-   generators plus aligned TAEF2 reconstruction fakes), and its own validation AUC picks its epoch. The other
-   runs are ablations and baselines; their validation AUCs are not compared with it, since each run
-   validates a different training distribution. Shipped: checkpoint in ``weights/``, registry entry,
-   ``recipes/results/apn-lite-v1.{json,md}``.
+3. Evaluation of every run and of ``apn-lite-v1`` on ``eval/modern-2025`` and ``eval/unseen-diffusion``,
+   as-is, both classes re-encoded JPEG q85, and downscaled x0.5 then JPEG q85: ROC-AUC with a 1000-sample
+   bootstrap 95% interval, TPR and FPR at the run's own threshold, per generator; paired bootstrap AUC
+   differences of the shipped run against every other run.
+4. ``apn`` seed 0 is shipped as ``apn-v2`` (registry default), with ``recipes/results/apn-v2.{json,md}``.
 
-Finished steps are skipped on a rerun with the same ``--work`` folder (delete it to start over); a folder
-made with other settings or an older revision of the recipe is refused (``recipe.json`` stamps it).
+Finished steps are skipped on a rerun with the same ``--work`` folder, and an interrupted training run
+resumes from its last state; a folder made with other settings or an older revision of the recipe is
+refused (``recipe.json`` stamps it). On two CPU cores one run takes ~15-25 minutes (``recipes/results``
+quotes the measured times); ``--variants apn --seeds 0`` alone reproduces the shipped file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,7 @@ import apncli.data.reconstruct as reconstruct  # noqa: E402
 from apncli.data.augment import AugmentConfig, Perturbation  # noqa: E402
 from apncli.data.layouts import list_layout, training_samples  # noqa: E402
 from apncli.engine import checkpoint  # noqa: E402
+from apncli.engine.cache import resolve_weights  # noqa: E402
 from apncli.engine.detector import Detector  # noqa: E402
 from apncli.training.dataset import FakeSource, TrainDataset, split_holdout  # noqa: E402
 from apncli.training.evaluation import score_samples  # noqa: E402
@@ -63,49 +73,62 @@ from apncli.training.metrics import (  # noqa: E402
 )
 from apncli.training.trainer import TrainConfig, train  # noqa: E402
 
-SHIP_NAME = "apn-lite-v1"
+SHIP_NAME = "apn-v2"
 SHIP_FILE = f"{SHIP_NAME}.safetensors"
+PREVIOUS = "apn-lite-v1"
 RECON_SPEC = "reconstruct:taef2"
+TEACHER = "clip_b16"
+
+# Camera photographs among the Debian wallpapers (the rest are drawings and renders), relative to /usr/share.
+WALLPAPERS = (
+    *(f"wallpapers/{n}/contents/images/1280x1024.jpg" for n in (
+        "BytheWater", "ColdRipple", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
+        "summer_1am")),
+    *(f"backgrounds/{n}.jpg" for n in (
+        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+        "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+        "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+        "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")),
+    *(f"backgrounds/mate/nature/{n}.jpg" for n in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops",
+        "Storm", "TwoWings", "Wood", "YellowFlower")),
+)
 
 # Everything the shipped numbers depend on, in one place (the model card quotes it).
 RECIPE: dict[str, Any] = {
     # Bumped when code outside this dict changes what a run produces, so an old --work folder is refused
-    # instead of silently reused (2: reconstruction fakes come as aligned real/fake pairs).
-    "revision": 2,
-    "model": "lite",
+    # instead of silently reused.
+    "revision": 3,
+    "model": "pretrained-lite0",
+    "pretrained": {"efficientnet_lite0": "efficientnet_lite0"},
     "crop": 128,
     "batch_size": 16,
-    "lr": 3e-4,
-    "seed": 0,
-    "val_fraction": 0.2,
+    "lr": 1e-4,
+    "val_fraction": 0.1,
     "target_fpr": 0.05,
     "club_data": "reuse",
     "recon_size": 160,
+    # Real photos reach users at every size and fakes are shared resized and recompressed: both classes
+    # are down-scaled before the crop for half the samples (x0.25-1) and re-encoded for 80%.
     "augment": AugmentConfig(compress_prob=0.8, quality=(60, 100), webp_share=0.25, blur_prob=0.2,
-                             blur_sigma=(0.2, 1.2), downscale_prob=0.3, downscale_range=(0.5, 1.0)),
-    # Passes over the training files (plus an aligned real/reconstruction pair per training real in the
-    # +taef2 variants: 1859 items per epoch instead of 881), the same for every variant. Pilot (validation
-    # AUC only): with a constant rate it swung 0.64-0.89 between epochs; a x0.1 decay after two thirds of
-    # the epochs held it at 0.84-0.87.
-    "epochs": 12,
-    "lr_decay_after_epochs": 8,
-    # Not used: a moving average of the weights (EMA 0.99, ~2-epoch horizon) held validation AUC at
-    # 0.61-0.69 over epochs 1-7 where the raw weights reached 0.64-0.89 (pilot, 2026-11-25).
-    # Measured in two pilots (reference weights, all 1; then gen=se1=0.1): from scratch the feature
-    # alignment terms win — ||f_art_spatial - f_art_freq||^2 is minimised by shrinking both features, the
-    # three heads' cross-entropies became identical and stayed at chance (0.68-0.74 after 110 steps) and
-    # the validation AUC went 0.67 -> 0.55. The paper starts from ImageNet backbones, where this collapse
-    # does not pay. So the alignment terms are off; explicit purification (band split, subspace
-    # projection), the three classification terms, band validity and pull remain. The CLUB term (content
-    # purification by mutual information) was not part of that collapse: variant apn+mi measures it.
-    "loss_weights": "gen=0,se1=0,se2=0,se3=0,mi=0",
-    "variant_loss_weights": {"apn+mi": "mi=0.1"},
+                             blur_sigma=(0.2, 1.2), downscale_prob=0.5, downscale_range=(0.25, 1.0)),
+    "epochs": 4,
+    "lr_decay_after_epochs": 3,
+    "loss_weights": "",  # the full objective of the reference, every term at weight 1
 }
-VARIANTS = ("apn+taef2", "cnn+taef2", "apn", "apn+mi", "cnn")
-SHIPPED_VARIANT = "apn+taef2"
-VARIANT_NOTES = {"apn+taef2": " + aligned TAEF2 reconstruction pairs", "apn+mi": ", CLUB purification"}
-EVAL_SETS = ("unseen-diffusion", "gan-thumbnails")
-CONDITIONS = {"as-is": None, "jpeg85": Perturbation.parse("jpeg:85")}
+# name: (branches, semantic teacher, extra loss weights); "efficientnet" is the plain baseline.
+APN_VARIANTS: dict[str, tuple[str, bool, str]] = {
+    "apn": ("both", True, ""),
+    "apn-no-mi-teacher": ("both", False, "mi=0"),
+    "apn-no-band-proposal": ("spatial", True, ""),
+    "apn-no-spatial": ("frequency", True, ""),
+}
+VARIANTS = ("apn", "efficientnet", *list(APN_VARIANTS)[1:])
+SHIPPED = "apn-s0"
+EVAL_SETS = ("modern-2025", "unseen-diffusion")
+_HALF, _JPEG85 = Perturbation.parse("resize:0.5"), Perturbation.parse("jpeg:85")
+CONDITIONS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "as-is": None, "jpeg85": _JPEG85, "half-jpeg85": lambda rgb: _JPEG85(_HALF(rgb))}
 N_BOOT = 1000
 
 
@@ -138,59 +161,91 @@ def cached_reconstruction(source: FakeSource) -> Iterator[None]:
         reconstruct.make_reconstruction_source = original  # type: ignore[assignment]
 
 
-def decay_step(data: Path, variant: str, source: FakeSource) -> int:
-    """Iterations until the x0.1 learning-rate decay: ``lr_decay_after_epochs`` epochs of this variant.
+def build_manifest(data: Path, modern: Path, work: Path) -> Path:
+    """``<work>/train.csv`` (path,label,generator) over every training source; a missing one is logged."""
+    rows: list[tuple[str, str, str]] = []
+    for root in (data / "train", modern):
+        if not root.is_dir():
+            log(f"manifest: {root} is missing; training without it")
+            continue
+        for s in training_samples("folder", root, None):
+            rows.append((str(s.path), "fake" if s.label else "real", s.generator if s.label else ""))
+    walls = [Path("/usr/share") / w for w in WALLPAPERS]
+    present = [w for w in walls if w.is_file()]
+    if len(present) < len(walls):
+        log(f"manifest: {len(walls) - len(present)} of {len(walls)} wallpaper photos are not installed")
+    rows += [(str(w), "real", "") for w in present]
+    path = work / "train.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("path", "label", "generator"), *sorted(set(rows))])
+    counts = {label: sum(r[1] == label for r in rows) for label in ("real", "fake")}
+    log(f"manifest: {counts['real']} real, {counts['fake']} fake files -> {path}")
+    return path
+
+
+def teacher_features(manifest: Path, work: Path) -> Path:
+    """CLIP ViT-B/16 features of every manifest image, once; each run folder gets a copy (the trainer
+    reuses a file that covers its training split)."""
+    from apncli.model.clip import ClipImageTower
+    from apncli.training.teacher import write_teacher_features
+
+    path = work / f"teacher-{TEACHER}.apn-teacher"
+    paths = [s.path for s in training_samples("manifest", manifest, None)]
+    tower = ClipImageTower(resolve_weights(TEACHER), threads=torch.get_num_threads())
+    return write_teacher_features(tower, paths, path, TEACHER, log)
+
+
+def decay_step(manifest: Path, seed: int, fakes: dict[str, FakeSource]) -> int:
+    """Iterations until the x0.1 learning-rate decay: ``lr_decay_after_epochs`` epochs of this run.
 
     The epoch length comes from the trainers' own ``TrainDataset`` (nothing is decoded to build it).
     """
-    split = split_holdout(training_samples("folder", data / "train", None), RECIPE["val_fraction"],
-                          RECIPE["seed"])
-    sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
-    items = len(TrainDataset(split.train, RECIPE["crop"], RECIPE["augment"], RECIPE["seed"], sources))
+    split = split_holdout(training_samples("manifest", manifest, None), RECIPE["val_fraction"], seed)
+    items = len(TrainDataset(split.train, RECIPE["crop"], RECIPE["augment"], seed, fakes))
     return RECIPE["lr_decay_after_epochs"] * (items // RECIPE["batch_size"])
 
 
-def train_apn(variant: str, data: Path, work: Path, source: FakeSource, command: str) -> Path:
-    out = work / variant
+def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeSource, command: str) -> None:
+    out = work / f"{variant}-s{seed}"
     if (out / "model.safetensors").is_file():
-        log(f"{variant}: already trained ({out})")
-        return out / "model.safetensors"
-    fakes = (RECON_SPEC,) if variant.endswith("+taef2") else ()
+        log(f"{out.name}: already trained")
+        return
+    branches, use_teacher, extra = APN_VARIANTS[variant]
+    out.mkdir(parents=True, exist_ok=True)
+    if use_teacher:  # the shared features file, which the trainer reuses
+        shutil.copyfile(work / f"teacher-{TEACHER}.apn-teacher", out / f"teacher-{TEACHER}.apn-teacher")
     cfg = TrainConfig(
-        dataset="folder", data_root=data / "train", out=out, model=RECIPE["model"], crop=RECIPE["crop"],
-        epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-        step_size=decay_step(data, variant, source),
-        seed=RECIPE["seed"], val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
-        club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=fakes, augment=RECIPE["augment"],
-        loss_weights=LossWeights.parse(",".join([RECIPE["loss_weights"],
-                                                 RECIPE["variant_loss_weights"].get(variant, "")])),
-        name=f"{SHIP_NAME}-{variant}", command=command, progress=False,
+        dataset="manifest", data_root=manifest, out=out, model=RECIPE["model"], crop=RECIPE["crop"],
+        branches=branches, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+        step_size=decay_step(manifest, seed, {RECON_SPEC: source}),
+        seed=seed, val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
+        club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=(RECON_SPEC,),
+        teacher=TEACHER if use_teacher else None, pretrained=dict(RECIPE["pretrained"]),
+        augment=RECIPE["augment"],
+        loss_weights=LossWeights.parse(",".join(w for w in (RECIPE["loss_weights"], extra) if w)),
+        name=f"{SHIP_NAME}-{out.name}", command=command, progress=False,
         resume=out if (out / "state-last.apn-state").is_file() else None,  # continue an interrupted run
     )
-    what = fakes or "generators only"
-    log(f"{variant}: training APN {RECIPE['model']} (epochs {cfg.epochs}, fakes {what})")
+    log(f"{out.name}: training APN {RECIPE['model']} (branches {branches}, teacher {cfg.teacher})")
     with cached_reconstruction(source):
-        result = train(cfg, log=lambda m: log(f"{variant}: {m}"))
-    assert result.model_path is not None
-    return result.model_path
+        train(cfg, log=lambda m: log(f"{out.name}: {m}"))
 
 
-def train_cnn(variant: str, data: Path, work: Path, source: FakeSource) -> Path:
-    out = work / variant
+def train_cnn(seed: int, manifest: Path, work: Path, source: FakeSource) -> None:
+    out = work / f"efficientnet-s{seed}"
     if (out / "baseline.json").is_file():
-        log(f"{variant}: already trained ({out})")
-        return out
-    sources = {RECON_SPEC: source} if variant.endswith("+taef2") else {}
-    cfg = BaselineConfig(data_root=data / "train", out=out, crop=RECIPE["crop"],
-                         epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-                         step_size=decay_step(data, variant, source), seed=RECIPE["seed"],
+        log(f"{out.name}: already trained")
+        return
+    sources = {RECON_SPEC: source}
+    cfg = BaselineConfig(data_root=manifest, dataset="manifest", out=out, crop=RECIPE["crop"],
+                         arch="efficientnet_lite0", epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"],
+                         lr=RECIPE["lr"], step_size=decay_step(manifest, seed, sources), seed=seed,
                          val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
                          augment=RECIPE["augment"], fake_sources=sources)
-    log(f"{variant}: training the plain-CNN baseline (epochs {cfg.epochs})")
+    log(f"{out.name}: training the plain EfficientNet-Lite0 baseline (epochs {cfg.epochs})")
     started = time.monotonic()
-    train_baseline(cfg, log=lambda m: log(f"{variant}: {m}"))
-    log(f"{variant}: done in {time.monotonic() - started:.0f} s")
-    return out
+    train_baseline(cfg, log=lambda m: log(f"{out.name}: {m}"))
+    log(f"{out.name}: done in {time.monotonic() - started:.0f} s")
 
 
 # ----------------------------------------------------------------------------------------- evaluation
@@ -293,10 +348,12 @@ def compare(work: Path, variant: str, baseline: str) -> dict[str, Any]:
     return out
 
 
-def load_variant(variant: str, work: Path) -> Detector:
-    if variant.startswith("cnn"):
-        return load_baseline(work / variant)
-    return Detector.load(work / variant / "model.safetensors", device="cpu")
+def load_run(run: str, work: Path) -> Detector:
+    if run == PREVIOUS:
+        return Detector.load(PREVIOUS, device="cpu")
+    if run.startswith("efficientnet"):
+        return load_baseline(work / run)
+    return Detector.load(work / run / "model.safetensors", device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -307,61 +364,68 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# {SHIP_NAME}: development evaluation (generators absent from training)",
         "",
-        f"Command: `{report['command']}` (seed {report['recipe']['seed']}).",
-        f"{status}: `{report['shipped']['variant']}` (the training data the default model's specification "
-        "prescribes; its epoch chosen by validation AUC on held-out *training* files).",
-        "Threshold of each run: its own, calibrated for 5% FPR on held-back training reals.",
-        "AUC interval: 95% percentile bootstrap (1000 resamples, classes resampled separately).",
+        f"Command: `{report['command']}`.",
+        f"{status}: `{report['shipped']['run']}` (its epoch chosen by validation AUC on held-out *training* "
+        "files). Threshold of each run: its own, calibrated for 5% FPR on held-back training reals.",
+        "AUC interval: 95% percentile bootstrap (1000 resamples, classes resampled separately). Conditions: "
+        "as-is; both classes re-encoded JPEG q85; both downscaled x0.5 then JPEG q85.",
         "",
-        "| model | eval set | condition | n real/fake | ROC-AUC [95% CI] | TPR@thr | FPR@thr (reals) |",
+        "| run | eval set | condition | n real/fake | ROC-AUC [95% CI] | TPR@thr | FPR@thr (reals) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for variant, res in report["evaluation"].items():
+    for run, res in report["evaluation"].items():
         for key, s in res.items():
             set_name, cond = key.split("/")
             lo, hi = s["auc_ci95"]
-            lines.append(f"| {variant} | {set_name} | {cond} | {s['n_real']}/{s['n_fake']} | "
+            lines.append(f"| {run} | {set_name} | {cond} | {s['n_real']}/{s['n_fake']} | "
                          f"{s['auc']:.3f} [{lo:.3f}, {hi:.3f}] | {s['tpr_at_threshold']:.3f} | "
                          f"{s['fpr_at_threshold']:.3f} |")
-    shipped = report["shipped"]["variant"]
+    shipped = report["shipped"]["run"]
+    lines += ["", f"Per generator, `{shipped}` (AUC against all reals of the set; TPR at its threshold):", "",
+              "| eval set | condition | generator | n | AUC | TPR@thr |", "|---|---|---|---|---|---|"]
+    for key, s in report["evaluation"].get(shipped, {}).items():
+        set_name, cond = key.split("/")
+        for gen, g in s["per_generator"].items():
+            lines.append(f"| {set_name} | {cond} | {gen} | {g['n_fake']} | {g['auc']:.3f} | "
+                         f"{g['tpr_at_threshold']:.3f} |")
     if report.get("comparisons"):
-        lines += ["", f"ROC-AUC of `{shipped}` minus each baseline's, with a paired 95% bootstrap interval "
+        lines += ["", f"ROC-AUC of `{shipped}` minus each other run's, with a paired 95% bootstrap interval "
                   "(the same resampled images for both):", "",
-                  "| baseline | eval set | condition | ΔAUC [95% CI] |", "|---|---|---|---|"]
-        for baseline, res in report["comparisons"].items():
+                  "| other run | eval set | condition | ΔAUC [95% CI] |", "|---|---|---|---|"]
+        for other, res in report["comparisons"].items():
             for key, d in res.items():
                 set_name, cond = key.split("/")
                 lo, hi = d["ci95"]
                 delta = f"{d['delta_auc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                lines.append(f"| {baseline} | {set_name} | {cond} | {delta} |")
-    lines += ["", "| model | validation AUC (held-out training files) | threshold | band | train seconds |",
+                lines.append(f"| {other} | {set_name} | {cond} | {delta} |")
+    lines += ["", "| run | validation AUC (held-out training files) | threshold | band | train seconds |",
               "|---|---|---|---|---|"]
-    for variant, info in report["runs"].items():
+    for run, info in report["runs"].items():
         band = info["inconclusive_band"]
-        lines.append(f"| {variant} | {info['val_auc']:.4f} | {info['threshold']:.4f} | "
+        lines.append(f"| {run} | {info['val_auc']:.4f} | {info['threshold']:.4f} | "
                      f"[{band[0]:.4f}, {band[1]:.4f}] | {info['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def run_info(variant: str, work: Path) -> dict[str, Any]:
-    if variant.startswith("cnn"):
-        meta = json.loads((work / variant / "baseline.json").read_text(encoding="utf-8"))
+def run_info(run: str, work: Path) -> dict[str, Any]:
+    if run.startswith("efficientnet"):
+        meta = json.loads((work / run / "baseline.json").read_text(encoding="utf-8"))
         best = max(h["val"]["auc"] for h in meta["history"])
         return {"val_auc": best, "threshold": meta["threshold"],
                 "inconclusive_band": meta["inconclusive_band"], "seconds": meta["seconds"],
                 "history": meta["history"]}
-    meta = checkpoint.read_metadata(work / variant / "model.safetensors")
+    meta = checkpoint.read_metadata(work / run / "model.safetensors")
     return {"val_auc": meta["metrics"]["validation"]["auc"], "threshold": meta["threshold"],
             "inconclusive_band": meta["inconclusive_band"], "seconds": meta["training"]["seconds"],
             "calibration": meta["metrics"].get("calibration")}
 
 
-def ship(variant: str, work: Path, evaluation: dict[str, Any], command: str) -> Path:
+def ship(run: str, work: Path, evaluation: dict[str, Any], command: str) -> Path:
     """Copy the chosen run into weights/ with its development-evaluation numbers in the metadata."""
-    state, meta = checkpoint.load_checkpoint(work / variant / "model.safetensors")
+    state, meta = checkpoint.load_checkpoint(work / run / "model.safetensors")
     meta["name"] = SHIP_NAME
     meta["training"]["recipe"] = command
-    meta["training"]["variant"] = variant
+    meta["training"]["run"] = run
     meta["metrics"]["development_eval"] = {k: {m: v for m, v in s.items() if m != "per_generator"}
                                            for k, s in evaluation.items()}
     meta["provenance"]["trained_by"] = "recipes/train_default.py (apncli.training.trainer)"
@@ -369,11 +433,13 @@ def ship(variant: str, work: Path, evaluation: dict[str, Any], command: str) -> 
     checkpoint.save_checkpoint(dest, state, json.loads(json.dumps(meta, allow_nan=False)))
     registry_path = REPO / "weights" / "registry.json"
     registry = json.loads(registry_path.read_text(encoding="utf-8"))
+    for entry in registry.values():
+        entry.pop("default", None)
     registry[SHIP_NAME] = {
         "kind": "detector", "file": SHIP_FILE, "default": True,
-        "description": "APN lite, 128-px crops, trained on 5 2022-era diffusion/VQGAN generators"
-                       + VARIANT_NOTES.get(variant, "")
-                       + " (see weights/README.md)",
+        "description": "APN with ImageNet EfficientNet-Lite0 trunks, 128-px crops, trained on 2022 and "
+                       "2023-24 generators, TAEF2 reconstruction pairs and a CLIP teacher "
+                       "(see weights/README.md)",
         "license": "research use (training data: ImageNet research terms, public generator samples)",
     }
     registry_path.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
@@ -394,7 +460,7 @@ def claim_work_folder(work: Path) -> str | None:
     current = json.dumps(recipe_record(), sort_keys=True)
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == current:
         return None
-    if stamp.is_file() or any((work / v).exists() for v in VARIANTS):
+    if stamp.is_file() or (work.is_dir() and any(work.iterdir())):
         return (f"{work} holds runs made with other recipe settings or an older recipe revision; "
                 "use a new --work folder (or delete this one)")
     work.mkdir(parents=True, exist_ok=True)
@@ -402,29 +468,56 @@ def claim_work_folder(work: Path) -> str | None:
     return None
 
 
+def train_runs(variants: list[str], seeds: list[int], args: argparse.Namespace, command: str) -> list[str]:
+    """Every (variant, seed) run, seed by seed (the shipped run first); returns the run names."""
+    manifest = build_manifest(args.data, args.modern, args.work)
+    if any(APN_VARIANTS.get(v, ("", False, ""))[1] for v in variants):
+        teacher_features(manifest, args.work)
+    source = recon_source(args.work, args.taef2)
+    runs = []
+    for seed in seeds:
+        for v in variants:
+            if v == "efficientnet":
+                train_cnn(seed, manifest, args.work, source)
+            else:
+                train_apn(v, seed, manifest, args.work, source, command)
+            runs.append(f"{v}-s{seed}")
+    return runs
+
+
+def report_runs(runs: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
+    report: dict[str, Any] = {"recipe": recipe_record(), "command": command, "runs": {}, "evaluation": {}}
+    for run in runs:
+        report["runs"][run] = run_info(run, args.work)
+    for run in (*runs, PREVIOUS):
+        report["evaluation"][run] = evaluate(run, load_run(run, args.work), args.data, args.work)
+    chosen = SHIPPED if SHIPPED in runs else runs[0]
+    report["shipped"] = {"run": chosen}
+    report["comparisons"] = {b: compare(args.work, chosen, b) for b in (*runs, PREVIOUS) if b != chosen}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--modern", type=Path, default=Path.home() / ".cache" / "apn-data" / "modern")
     taef2 = os.environ.get(reconstruct.ENV_DIR, REPO.parent / "shared" / "models" / "taef2")
     parser.add_argument("--taef2", type=Path, default=Path(taef2))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/apn-recipe"))
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "apn-recipe-v2")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="subset to train (comma list)")
+    parser.add_argument("--seeds", default="0,1", help="training seeds (comma list)")
     parser.add_argument("--train-only", action="store_true", help="stop after training")
     parser.add_argument("--no-ship", action="store_true",
                         help="write the report into --work, not weights/ or recipes/results/")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the shipped checkpoint only")
-    parser.add_argument("--seed", type=int, default=RECIPE["seed"],
-                        help="training seed (replicate with another --seed, --work and --no-ship)")
     args = parser.parse_args(argv)
-    RECIPE["seed"] = args.seed  # the report records the recipe, seed included
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     command = "python recipes/train_default.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if not (args.data / "train").is_dir():
         log(f"no training data at {args.data}/train: nothing to do")
         return 0
     if args.eval_only:
-        det = Detector.load(REPO / "weights" / SHIP_FILE, device="cpu")
-        ev = evaluate("shipped", det, args.data, args.work / "eval-only")
+        ev = evaluate("shipped", Detector.load(SHIP_NAME, device="cpu"), args.data, args.work / "eval-only")
         print(json.dumps(ev, indent=2))
         return 0
     problem = claim_work_folder(args.work)
@@ -432,24 +525,17 @@ def main(argv: list[str] | None = None) -> int:
         log(problem)
         return 2
     variants = [v for v in args.variants.split(",") if v]
-    source = recon_source(args.work, args.taef2)
-    for v in variants:
-        if v.startswith("apn"):
-            train_apn(v, args.data, args.work, source, command)
-        else:
-            train_cnn(v, args.data, args.work, source)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        log(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+        return 2
+    runs = train_runs(variants, [int(x) for x in args.seeds.split(",") if x], args, command)
     if args.train_only:
         return 0
-    report: dict[str, Any] = {"recipe": recipe_record(), "command": command, "runs": {}, "evaluation": {}}
-    for v in variants:
-        report["runs"][v] = run_info(v, args.work)
-        report["evaluation"][v] = evaluate(v, load_variant(v, args.work), args.data, args.work)
-    chosen = SHIPPED_VARIANT if SHIPPED_VARIANT in variants else None
-    report["shipped"] = {"variant": chosen}
-    report["comparisons"] = {b: compare(args.work, chosen, b) for b in variants
-                             if chosen is not None and b.startswith("cnn")}
+    report = report_runs(runs, args, command)
     results = args.work
-    if chosen is not None and not args.no_ship:
+    chosen = report["shipped"]["run"]
+    if chosen == SHIPPED and not args.no_ship:
         dest = ship(chosen, args.work, report["evaluation"][chosen], command)
         report["shipped"].update({"file": f"weights/{dest.name}", "sha256": checkpoint.file_sha256(dest),
                                   "bytes": dest.stat().st_size})

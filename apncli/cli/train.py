@@ -118,6 +118,11 @@ def train_command(
     crop: int | None = typer.Option(
         None, "--crop", help="Crop size (multiple of 32); default: the config's."
     ),
+    branches: str = typer.Option(
+        "both", "--branches",
+        help="Branches feeding the artifact feature: both (the paper), or spatial / frequency alone "
+        "(ablations: without the frequency-band proposal / without the spatial decomposition).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of splits, shuffling, augmentation and initialisation."),
     val_fraction: float = typer.Option(
         0.1,
@@ -210,6 +215,7 @@ def train_command(
         train_on=train_on,
         model=config,
         crop=crop,
+        branches=branches,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from apncli.errors import UsageError
 from apncli.explain import spectra
 from apncli.explain.occlusion import occluded_probabilities
 from apncli.model import BandProposal
@@ -222,8 +223,12 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
 
     Large images are tiled by the detector; the explanation is of the tile that pushed toward the verdict
     (``Detector.analyse`` says which), and every tile's score is kept.
-    ``occlusion`` adds K extra forward passes (one per band) for the Δp sanity check.
+    ``occlusion`` adds K extra forward passes (one per band) for the Δp sanity check. Raises UsageError
+    for a model without the frequency branch.
     """
+    if detector.info.config.branches == "spatial":
+        raise UsageError(f"model {detector.info.name!r} has no frequency branch (an ablation): "
+                         "there are no bands to explain")
     analysis = detector.analyse(rgb)
     model, out = detector.model, analysis.output
     with torch.inference_mode():

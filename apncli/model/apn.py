@@ -27,8 +27,9 @@ class APNOutput:
 
     ``logits`` (from the fused artifact feature) is the only output used at inference; the others feed
     the training losses and ``explain``. ``art_images``/``irr_images`` are (B, K, 3, H, W) only when
-    requested, because keeping them costs 2·K images of memory per input. ``f_irr``/``f_irr_freq`` are
-    None only when the forward was asked not to compute them (``irrelevant=False``).
+    requested, because keeping them costs 2·K images of memory per input. The ``f_irr*`` features are
+    None only when the forward was asked not to compute them (``irrelevant=False``); ``amplitude``/``phase``
+    only for a model without the frequency branch (``config.branches == "spatial"``).
     """
 
     logits: Tensor
@@ -37,14 +38,32 @@ class APNOutput:
     f_art: Tensor
     f_irr: Tensor | None
     f_art_spatial: Tensor
-    f_irr_spatial: Tensor
+    f_irr_spatial: Tensor | None
     f_art_freq: Tensor
     f_irr_freq: Tensor | None
     band_weights: Tensor
-    amplitude: BandProposal
-    phase: BandProposal
+    amplitude: BandProposal | None
+    phase: BandProposal | None
     art_images: Tensor | None = None
     irr_images: Tensor | None = None
+
+
+@dataclass
+class _Features:
+    """One branch's (B, D) artifact feature and artifact-irrelevant feature (None when not computed)."""
+
+    art: Tensor
+    irr: Tensor | None
+
+
+@dataclass
+class _FrequencyBranch:
+    features: _Features
+    weights: Tensor
+    amplitude: BandProposal
+    phase: BandProposal
+    art_images: Tensor
+    irr_images: Tensor | None
 
 
 class SpatialBases(nn.Module):
@@ -127,6 +146,7 @@ class APN(nn.Module):
         self.phase_proposer = BandProposer(height, width, c.num_bands, **proposer)
         self.generative_head = ResNet(c.resnet_widths, c.resnet_blocks)  # from scratch, on x_art
         self.semantic_head = _band_head(c, c.semantic_trunk)  # ImageNet-initialisable, on x_irr
+        self.semantic_head.requires_grad_(not c.semantic_frozen)
         bdim = c.band_feature_dim
         self.attention = nn.MultiheadAttention(bdim, c.attention_heads, batch_first=True)
         self.attention_mlp = _mlp((bdim, *c.attention_hidden, 1), nn.Sigmoid())
@@ -144,15 +164,56 @@ class APN(nn.Module):
         bases = {id(p) for p in self.base_parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in bases]
 
+    def train(self, mode: bool = True) -> APN:
+        """As ``nn.Module.train``, but a frozen semantic trunk keeps its ImageNet BatchNorm statistics."""
+        super().train(mode)
+        if self.config.semantic_frozen:
+            self.semantic_head.eval()
+        return self
+
     # -- forward ----------------------------------------------------------------------------------------
     def forward(self, x: Tensor, return_images: bool = False, irrelevant: bool = True) -> APNOutput:
-        """Run both branches on a batch of BGR crops.
+        """Run the configured branches (both, as in the paper, unless ``config.branches`` ablates one) on a
+        batch of BGR crops.
 
         ``irrelevant=False`` skips the semantic band head and leaves ``f_irr``, ``f_irr_freq`` and
         ``irr_images`` as None: the logits do not depend on them, so inference saves about a third of the
-        work (B·K images through a ResNet and as many inverse FFTs).
+        work (B·K images through a ResNet and as many inverse FFTs). A missing branch's features alias the
+        other branch's; without the frequency branch ``amplitude``/``phase`` are None and ``band_weights``
+        is (B, 0).
         """
         self._check_input(x)
+        branches = self.config.branches
+        spatial = freq = None
+        if branches != "frequency":
+            f_irr_s, f_art_s = self.spatial_bases(self.spatial_backbone(x))
+            spatial = _Features(f_art_s, f_irr_s if irrelevant else None)
+        if branches != "spatial":
+            freq = self._frequency_branch(x, irrelevant)
+        s = spatial if spatial is not None else freq.features  # type: ignore[union-attr]
+        f = freq.features if freq is not None else spatial
+        assert f is not None
+        f_art = (s.art + f.art) / 2
+        f_irr = None if s.irr is None or f.irr is None else (s.irr + f.irr) / 2
+        return APNOutput(
+            logits=self.classifier(f_art),
+            logits_freq=self.classifier(f.art),
+            logits_spatial=self.classifier(s.art),
+            f_art=f_art,
+            f_irr=f_irr,
+            f_art_spatial=s.art,
+            f_irr_spatial=s.irr,
+            f_art_freq=f.art,
+            f_irr_freq=f.irr,
+            band_weights=freq.weights if freq else x.new_zeros(x.shape[0], 0),
+            amplitude=freq.amplitude if freq else None,
+            phase=freq.phase if freq else None,
+            art_images=freq.art_images if freq and return_images else None,
+            irr_images=freq.irr_images if freq and return_images else None,
+        )
+
+    def _frequency_branch(self, x: Tensor, irrelevant: bool) -> _FrequencyBranch:
+        """Band proposal, split into K artifact / K irrelevant images, per-band heads (reference §2)."""
         batch, k = x.shape[0], self.config.num_bands
         with torch.autocast(device_type=x.device.type, enabled=False):  # FFTs need fp32 at non-2^n sizes
             freq = torch.fft.rfft2(x.float())
@@ -163,29 +224,16 @@ class APN(nn.Module):
         g = self._run_head(self.generative_head, art).view(batch, k, -1)
         attended = self.attention(g, g, g, need_weights=False)[0]
         weights = self.attention_mlp(attended).squeeze(-1)
-        f_art_freq = (weights.unsqueeze(-1) * self.art_proj(g)).sum(1)  # not normalised: sum(w) != 1 (§8.11)
-        f_irr_spatial, f_art_spatial = self.spatial_bases(self.spatial_backbone(x))
-        f_art = (f_art_spatial + f_art_freq) / 2
-        f_irr_freq = f_irr = None
+        f_art = (weights.unsqueeze(-1) * self.art_proj(g)).sum(1)  # not normalised: sum(w) != 1 (§8.11)
+        f_irr = None
         if irr is not None:
-            f_irr_freq = self.irr_proj(self._run_head(self.semantic_head, irr).view(batch, k, -1)).mean(1)
-            f_irr = (f_irr_spatial + f_irr_freq) / 2
-        return APNOutput(
-            logits=self.classifier(f_art),
-            logits_freq=self.classifier(f_art_freq),
-            logits_spatial=self.classifier(f_art_spatial),
-            f_art=f_art,
-            f_irr=f_irr,
-            f_art_spatial=f_art_spatial,
-            f_irr_spatial=f_irr_spatial,
-            f_art_freq=f_art_freq,
-            f_irr_freq=f_irr_freq,
-            band_weights=weights,
-            amplitude=prop_a,
-            phase=prop_p,
-            art_images=art if return_images else None,
-            irr_images=irr if return_images else None,
-        )
+            if self.config.semantic_frozen:  # a fixed feature extractor: no gradient through it
+                with torch.no_grad():
+                    h = self._run_head(self.semantic_head, irr.detach())
+            else:
+                h = self._run_head(self.semantic_head, irr)
+            f_irr = self.irr_proj(h.view(batch, k, -1)).mean(1)
+        return _FrequencyBranch(_Features(f_art, f_irr), weights, prop_a, prop_p, art, irr)
 
     def probability(self, x: Tensor) -> Tensor:
         """p(AI-generated) = softmax(logits)[:, 1], shape (B,); skips the features the logits don't use."""

@@ -135,7 +135,9 @@ def detector_loss(
         target = teacher[rows].float()
         add("se2", weights.se2, lambda: squared_l2(out.f_irr_spatial[rows].float(), target))
         add("se3", weights.se3, lambda: squared_l2(out.f_irr_freq[rows].float(), target))
-    add("band", weights.band, lambda: band_validity_loss((out.amplitude, out.phase)))
+    proposals = [p for p in (out.amplitude, out.phase) if p is not None]
+    if proposals:  # a model without the frequency branch proposes no bands
+        add("band", weights.band, lambda: band_validity_loss(proposals))
     add("pull", weights.pull, lambda: pull_loss(*bases))
     if mi_bound is not None:
         add("mi", weights.mi, lambda: mi_bound(out))

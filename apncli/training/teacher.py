@@ -49,8 +49,9 @@ def write_teacher_features(tower: ImageTower, paths: Sequence[Path], out: Path, 
                            log: Callable[[str], None] = lambda _: None) -> Path:
     """Embed every readable image once and save them in the teacher-file format at ``out`` (atomically).
 
-    A file already at ``out`` that was made by the same teacher for exactly these paths is reused (a
-    resumed or repeated run pays nothing). Unreadable images are left out and logged.
+    A file already at ``out`` that was made by the same teacher for these paths (or more) is reused (a
+    resumed or repeated run, or one on another split of the same files, pays nothing). Unreadable images
+    are left out and logged.
     """
     unique = sorted({os.path.normpath(str(p)) for p in paths})
     if _covers(out, name, unique):
@@ -84,7 +85,11 @@ def _covers(path: Path, name: str, paths: list[str]) -> bool:
             meta = f.metadata() or {}
     except Exception:
         return False
-    return meta.get("teacher") == name and meta.get("requested") == json.dumps(paths)
+    try:
+        requested = set(json.loads(meta.get("requested", "[]")))
+    except (TypeError, ValueError):
+        return False
+    return meta.get("teacher") == name and requested.issuperset(paths)
 
 
 def project_features(features: torch.Tensor, dim: int) -> torch.Tensor:

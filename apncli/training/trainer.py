@@ -96,6 +96,7 @@ class TrainConfig:
     train_on: str | None = None
     model: str = "lite"
     crop: int | None = None
+    branches: str = "both"  # APNConfig.branches: an ablation trains one branch alone
     epochs: int = 10
     batch_size: int = 24
     lr: float = 1e-4
@@ -321,7 +322,7 @@ class _Run:
     def _model_config(self) -> APNConfig:
         try:
             config = get_config(self.cfg.model)
-            return dataclasses.replace(config, crop=self.cfg.crop) if self.cfg.crop else config
+            return dataclasses.replace(config, crop=self.cfg.crop or config.crop, branches=self.cfg.branches)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 

@@ -55,11 +55,15 @@ def test_pretrained_config_gets_imagenet_trunks_in_spatial_and_semantic_heads(
 
 def test_pretrained_config_runs_forward_and_backward() -> None:
     torch.manual_seed(0)
-    model = build_model("pretrained-lite0")
-    out = model(torch.rand(2, 3, 224, 224))
+    model = build_model("pretrained-lite0").train()
+    crop = model.config.crop
+    out = model(torch.rand(2, 3, crop, crop))
     assert out.logits.shape == (2, 2) and out.f_irr is not None and out.f_irr.shape == (2, 256)
-    out.logits.sum().backward()
+    (out.logits.sum() + out.f_irr.sum()).backward()
     assert model.spatial_backbone.trunk._conv_stem.weight.grad is not None
+    # the frozen semantic trunk: no gradient, ImageNet BatchNorm statistics kept in train mode
+    assert model.semantic_head.trunk._conv_stem.weight.grad is None and not model.semantic_head.training
+    assert model.irr_proj.weight.grad is not None
 
 
 def test_same_padding_is_tensorflows() -> None:
@@ -127,5 +131,5 @@ def test_registry_refuses_package_paths_that_escape(tmp_path: Path) -> None:
 
 def test_pretrained_config_is_registered() -> None:
     config = get_config("pretrained-lite0")
-    assert (config.spatial_backbone, config.semantic_trunk, config.crop) == (
-        "efficientnet_lite0", "efficientnet_lite0", 224)
+    assert (config.spatial_backbone, config.semantic_trunk, config.crop, config.semantic_frozen) == (
+        "efficientnet_lite0", "efficientnet_lite0", 128, True)

@@ -42,6 +42,26 @@ def test_baseline_trains_calibrates_and_scores_like_scan(tmp_path: Path) -> None
     assert detector.predict([big])[0] == pytest.approx(detector.predict_crops(tiles).mean(), abs=1e-9)
 
 
+def test_efficientnet_baseline_starts_from_imagenet_and_reloads(tmp_path: Path) -> None:
+    """The plain fine-tuned EfficientNet-Lite0 baseline loads the ImageNet trunk and reloads as trained."""
+    import torch
+
+    from apncli.engine.cache import resolve_weights
+    from apncli.engine.checkpoint import load_torch_weights_only
+
+    data = make_folder_dataset(tmp_path / "data", n=8, size=64)
+    cfg = BaselineConfig(data_root=data, out=tmp_path / "eff", crop=64, arch="efficientnet_lite0", epochs=1,
+                         batch_size=8, lr=0.0, val_fraction=0.5, workers=0, augment=AugmentConfig.off())
+    lines: list[str] = []
+    train_baseline(cfg, log=lines.append)
+    assert any("initialised from its ImageNet weights" in line for line in lines)
+    detector = load_baseline(cfg.out)
+    stem = load_torch_weights_only(resolve_weights("efficientnet_lite0"))["_conv_stem.weight"]
+    assert torch.equal(detector.model.trunk.trunk._conv_stem.weight.cpu(), stem)  # lr 0: still ImageNet's
+    img = synth_image(np.random.default_rng(1), 64, False)
+    assert 0.0 <= detector.predict([img])[0] <= 1.0
+
+
 def test_recipe_reports_paired_differences_from_cached_scores(tmp_path: Path) -> None:
     """The recipe compares the shipped run with each baseline on the same images (its report's last step)."""
     import train_default as recipe
@@ -49,7 +69,7 @@ def test_recipe_reports_paired_differences_from_cached_scores(tmp_path: Path) ->
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 40)
     weak = rng.normal(size=80) + labels
-    runs = {"apn+taef2": weak + 0.5 * labels, "cnn": weak}
+    runs = {"apn-s0": weak + 0.5 * labels, "efficientnet-s0": weak}
     for variant, scores in runs.items():
         for set_name in recipe.EVAL_SETS:
             for cond in recipe.CONDITIONS:
@@ -58,16 +78,16 @@ def test_recipe_reports_paired_differences_from_cached_scores(tmp_path: Path) ->
                 rows = {"paths": [f"{set_name}/{i}.png" for i in range(80)][::-1],  # order must not matter
                         "labels": labels[::-1].tolist(), "scores": scores[::-1].tolist()}
                 path.write_text(json.dumps(rows))
-    result = recipe.compare(tmp_path, "apn+taef2", "cnn")
+    result = recipe.compare(tmp_path, "apn-s0", "efficientnet-s0")
     assert set(result) == {f"{s}/{c}" for s in recipe.EVAL_SETS for c in recipe.CONDITIONS}
     first = result["unseen-diffusion/as-is"]
     assert first["n"] == 80 and 0 < first["ci95"][0] < first["delta_auc"] < first["ci95"][1]
-    report = {"command": "python recipes/train_default.py --no-ship", "recipe": {"seed": 3},
-              "shipped": {"variant": "apn+taef2"}, "evaluation": {}, "runs": {},
-              "comparisons": {"cnn": result}}
+    report = {"command": "python recipes/train_default.py --no-ship", "recipe": {},
+              "shipped": {"run": "apn-s0"}, "evaluation": {}, "runs": {},
+              "comparisons": {"efficientnet-s0": result}}
     text = recipe.markdown(report)
-    assert "Not shipped (`--no-ship`)" in text and "(seed 3)" in text
-    assert f"| cnn | unseen-diffusion | as-is | {first['delta_auc']:+.3f} [" in text
+    assert "Not shipped (`--no-ship`), compared: `apn-s0`" in text
+    assert f"| efficientnet-s0 | unseen-diffusion | as-is | {first['delta_auc']:+.3f} [" in text
 
 
 def test_recipe_refuses_a_work_folder_from_other_settings(tmp_path: Path, monkeypatch) -> None:
@@ -77,8 +97,8 @@ def test_recipe_refuses_a_work_folder_from_other_settings(tmp_path: Path, monkey
     fresh = tmp_path / "fresh"
     assert recipe.claim_work_folder(fresh) is None and (fresh / "recipe.json").is_file()
     assert recipe.claim_work_folder(fresh) is None  # a rerun with the same settings resumes
-    monkeypatch.setitem(recipe.RECIPE, "seed", 99)
+    monkeypatch.setitem(recipe.RECIPE, "epochs", 99)
     assert "other recipe settings" in recipe.claim_work_folder(fresh)
     unstamped = tmp_path / "old"
-    (unstamped / "apn+taef2").mkdir(parents=True)  # runs from before the stamp existed
+    (unstamped / "apn-s0").mkdir(parents=True)  # runs from before the stamp existed
     assert "older recipe revision" in recipe.claim_work_folder(unstamped)
