@@ -98,7 +98,7 @@ WALLPAPERS = (
 RECIPE: dict[str, Any] = {
     # Bumped when code outside this dict changes what a run produces, so an old --work folder is refused
     # instead of silently reused.
-    "revision": 3,
+    "revision": 5,
     "model": "pretrained-lite0",
     "pretrained": {"efficientnet_lite0": "efficientnet_lite0"},
     "crop": 128,
@@ -114,7 +114,11 @@ RECIPE: dict[str, Any] = {
                              blur_sigma=(0.2, 1.2), downscale_prob=0.5, downscale_range=(0.25, 1.0)),
     "epochs": 4,
     "lr_decay_after_epochs": 3,
-    "loss_weights": "",  # the full objective of the reference, every term at weight 1
+    "loss_weights": "",  # the full objective of the reference, every term at weight 1 ...
+    # ... with alignment and CLUB on L2-normalised features: with raw features the alignment terms started
+    # ~450x larger than the cross-entropies and the first epoch ended at validation AUC 0.49; with unit
+    # alignment but a raw CLUB pair the features grew until the bound reached -24,000 (pilots, 2026-11-30).
+    "feature_space": "unit",
 }
 # name: (branches, semantic teacher, extra loss weights); "efficientnet" is the plain baseline.
 APN_VARIANTS: dict[str, tuple[str, bool, str]] = {
@@ -219,7 +223,8 @@ def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeS
         branches=branches, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
         step_size=decay_step(manifest, seed, {RECON_SPEC: source}),
         seed=seed, val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
-        club_data=RECIPE["club_data"], workers=2, device="cpu", fakes=(RECON_SPEC,),
+        club_data=RECIPE["club_data"], feature_space=RECIPE["feature_space"], workers=2, device="cpu",
+        fakes=(RECON_SPEC,),
         teacher=TEACHER if use_teacher else None, pretrained=dict(RECIPE["pretrained"]),
         augment=RECIPE["augment"],
         loss_weights=LossWeights.parse(",".join(w for w in (RECIPE["loss_weights"], extra) if w)),
@@ -460,7 +465,8 @@ def claim_work_folder(work: Path) -> str | None:
     current = json.dumps(recipe_record(), sort_keys=True)
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == current:
         return None
-    if stamp.is_file() or (work.is_dir() and any(work.iterdir())):
+    runs = [p for p in work.glob("*-s*") if p.is_dir()] if work.is_dir() else []
+    if stamp.is_file() or runs:  # caches (manifest, teacher, reconstructions) are keyed by content
         return (f"{work} holds runs made with other recipe settings or an older recipe revision; "
                 "use a new --work folder (or delete this one)")
     work.mkdir(parents=True, exist_ok=True)

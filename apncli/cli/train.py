@@ -97,6 +97,11 @@ def train_command(
     mi_variables: str = typer.Option(
         "fused", "--mi-variables", help="CLUB pair: fused (f_art, f_irr) or branch (one CLUB per branch)."
     ),
+    feature_space: str = typer.Option(
+        "raw", "--feature-space",
+        help="Where L_gen, L_se1-3 and CLUB compare features: raw (the paper) or unit (L2-normalised: "
+        "shrinking or growing the features cannot satisfy them).",
+    ),
     loss_weights: str | None = typer.Option(
         None,
         "--loss-weights",
@@ -225,6 +230,7 @@ def train_command(
         club_steps=club_steps,
         club_data=club_data,
         mi_variables=mi_variables,
+        feature_space=feature_space,
         seed=seed,
         val_fraction=val_fraction,
         val_max=val_max,

@@ -20,6 +20,7 @@ from torch import Tensor
 from apncli.model import APNOutput, BandProposal
 
 __all__ = [
+    "FEATURE_SPACES",
     "MI_VARIABLES",
     "LossWeights",
     "band_validity_loss",
@@ -31,6 +32,10 @@ __all__ = [
 
 #: Which (x, y) feature pairs the CLUB bound is taken over: the fused pair, or one pair per branch.
 MI_VARIABLES = ("fused", "branch")
+#: Where implicit purification compares features: as they are ("raw", the reference), or L2-normalised
+#: ("unit", non-paper): the alignment terms become 2 - 2 cos, which shrinking the features cannot meet, and
+#: CLUB sees bounded features, which growing them cannot fool.
+FEATURE_SPACES = ("raw", "unit")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ def squared_l2(a: Tensor, b: Tensor) -> Tensor:
     return ((a - b) ** 2).sum(-1).mean()
 
 
+def unit_squared_l2(a: Tensor, b: Tensor) -> Tensor:
+    """``squared_l2`` of the L2-normalised features: 2 − 2·cos(a, b), in [0, 4], averaged over the batch."""
+    return squared_l2(F.normalize(a, dim=-1), F.normalize(b, dim=-1))
+
+
 def band_validity_loss(proposals: Iterable[BandProposal], eps: float = 0.01) -> Tensor:
     """Σ over proposers and axes of mean_b Σ_{c,k} [relu(s−e+ε) + relu(s−1) + relu(e−1)] on raw bounds."""
     total: Tensor | None = None
@@ -95,13 +105,17 @@ def pull_loss(semantic_base: Tensor, generative_base: Tensor) -> Tensor:
     return (irr @ art.T).abs().sum()
 
 
-def mi_pairs(out: APNOutput, variables: str) -> list[tuple[Tensor, Tensor]]:
-    """(x, y) pairs for CLUB: x = artifact feature, y = artifact-irrelevant feature."""
+def mi_pairs(out: APNOutput, variables: str, space: str = "raw") -> list[tuple[Tensor, Tensor]]:
+    """(x, y) pairs for CLUB: x = artifact feature, y = artifact-irrelevant feature, in ``space``."""
     if variables == "fused":
-        return [(out.f_art, out.f_irr)]
-    if variables == "branch":
-        return [(out.f_art_spatial, out.f_irr_spatial), (out.f_art_freq, out.f_irr_freq)]
-    raise ValueError(f"unknown MI variables {variables!r}; expected one of {MI_VARIABLES}")
+        pairs = [(out.f_art, out.f_irr)]
+    elif variables == "branch":
+        pairs = [(out.f_art_spatial, out.f_irr_spatial), (out.f_art_freq, out.f_irr_freq)]
+    else:
+        raise ValueError(f"unknown MI variables {variables!r}; expected one of {MI_VARIABLES}")
+    if space == "unit":
+        return [(F.normalize(x, dim=-1), F.normalize(y, dim=-1)) for x, y in pairs]
+    return pairs
 
 
 def detector_loss(
@@ -112,13 +126,22 @@ def detector_loss(
     mi_bound: Callable[[APNOutput], Tensor] | None = None,
     teacher: Tensor | None = None,
     teacher_mask: Tensor | None = None,
+    space: str = "raw",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total detector loss and its weighted terms (detached copies for logging are the caller's job).
 
     ``bases`` = (semantic, generative) decomposition bases; ``mi_bound`` returns Î_CLUB for this output
     (None or weight 0 skips it); ``teacher`` (B, D) with ``teacher_mask`` (B,) enables L_se2/L_se3 on the
-    rows that have a teacher feature.
+    rows that have a teacher feature. ``space`` (``FEATURE_SPACES``) is where L_gen and L_se1-3 compare the
+    features (``mi_bound`` must use the same space: ``mi_pairs``).
+
+    Measured (pretrained-lite0, 2026-11-30): raw, the alignment terms start ~450x larger than the
+    cross-entropies, training shrinks the features to meet them and after one epoch the validation AUC was
+    0.49; with unit alignment but raw CLUB pairs, the features grew until Î_CLUB reached -24,000 by step 140.
     """
+    if space not in FEATURE_SPACES:
+        raise ValueError(f"unknown feature space {space!r}; expected one of {FEATURE_SPACES}")
+    align = unit_squared_l2 if space == "unit" else squared_l2
     terms: dict[str, Tensor] = {}
 
     def add(name: str, weight: float, fn: Callable[[], Tensor]) -> None:
@@ -128,13 +151,13 @@ def detector_loss(
     add("ce", weights.ce, lambda: F.cross_entropy(out.logits.float(), labels))
     add("ce_freq", weights.ce_freq, lambda: F.cross_entropy(out.logits_freq.float(), labels))
     add("ce_spatial", weights.ce_spatial, lambda: F.cross_entropy(out.logits_spatial.float(), labels))
-    add("gen", weights.gen, lambda: squared_l2(out.f_art_spatial.float(), out.f_art_freq.float()))
-    add("se1", weights.se1, lambda: squared_l2(out.f_irr_spatial.float(), out.f_irr_freq.float()))
+    add("gen", weights.gen, lambda: align(out.f_art_spatial.float(), out.f_art_freq.float()))
+    add("se1", weights.se1, lambda: align(out.f_irr_spatial.float(), out.f_irr_freq.float()))
     if teacher is not None and teacher_mask is not None and bool(teacher_mask.any()):
         rows = teacher_mask.bool()
         target = teacher[rows].float()
-        add("se2", weights.se2, lambda: squared_l2(out.f_irr_spatial[rows].float(), target))
-        add("se3", weights.se3, lambda: squared_l2(out.f_irr_freq[rows].float(), target))
+        add("se2", weights.se2, lambda: align(out.f_irr_spatial[rows].float(), target))
+        add("se3", weights.se3, lambda: align(out.f_irr_freq[rows].float(), target))
     proposals = [p for p in (out.amplitude, out.phase) if p is not None]
     if proposals:  # a model without the frequency branch proposes no bands
         add("band", weights.band, lambda: band_validity_loss(proposals))

@@ -65,7 +65,7 @@ from apncli.training import distributed as ddp
 from apncli.training.calibration import Calibration, calibrate
 from apncli.training.dataset import Batch, ResumableSampler, TrainDataset, collate, split_holdout
 from apncli.training.evaluation import score_samples
-from apncli.training.losses import MI_VARIABLES, LossWeights, detector_loss, mi_pairs
+from apncli.training.losses import FEATURE_SPACES, MI_VARIABLES, LossWeights, detector_loss, mi_pairs
 from apncli.training.metrics import detection_report
 from apncli.training.state import load_state, save_state
 
@@ -106,6 +106,7 @@ class TrainConfig:
     club_data: str = "fresh"
     club_hidden: int | None = None
     mi_variables: str = "fused"
+    feature_space: str = "raw"  # losses.FEATURE_SPACES: where alignment and CLUB compare features
     warmup_iters: int = WARMUP_ITERS
     warmup_start: float = WARMUP_START
     step_size: int = 30000
@@ -312,6 +313,8 @@ class _Run:
             raise UsageError("--epochs must be at least 1")
         if c.club_data not in ("fresh", "reuse"):
             raise UsageError(f"--club-data must be fresh or reuse, got {c.club_data!r}")
+        if c.feature_space not in FEATURE_SPACES:
+            raise UsageError(f"--feature-space must be one of {', '.join(FEATURE_SPACES)}")
         if c.mi_variables not in MI_VARIABLES:
             raise UsageError(f"--mi-variables must be one of {', '.join(MI_VARIABLES)}")
         if not 0 < c.target_fpr < 0.5:
@@ -522,7 +525,8 @@ class _Run:
         if state.get("model_config") != self.config.to_dict():
             raise UsageError(f"--resume {where}: the saved run used a different model config")
         saved = state.get("run", {})
-        for key in ("dataset", "train_on", "batch_size", "seed", "val_fraction", "club_data", "mi_variables"):
+        for key in ("dataset", "train_on", "batch_size", "seed", "val_fraction", "club_data", "mi_variables",
+                    "feature_space"):
             if str(saved.get(key)) != str(getattr(self.cfg, key)):
                 self.log(
                     f"warning: resuming with {key}={getattr(self.cfg, key)!r}, "
@@ -592,9 +596,12 @@ class _Run:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def _mi_pairs(self, out: APNOutput) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return mi_pairs(out, self.cfg.mi_variables, self.cfg.feature_space)
+
     def _mi_bound(self, out: APNOutput) -> torch.Tensor:
         total = torch.zeros((), device=self.device)
-        for club, (x, y) in zip(self.clubs, mi_pairs(out, self.cfg.mi_variables), strict=True):
+        for club, (x, y) in zip(self.clubs, self._mi_pairs(out), strict=True):
             x, y = ddp.gather_with_grad(x.float()), ddp.gather_with_grad(y.float())
             total = total + club.mi_upper_bound(x, y)
         return total
@@ -618,7 +625,8 @@ class _Run:
         use_mi = self.cfg.loss_weights.mi > 0
         bases = (model.spatial_bases.semantic_base, model.spatial_bases.generative_base)
         loss, terms = detector_loss(
-            out, y, self.cfg.loss_weights, bases, self._mi_bound if use_mi else None, teacher, mask
+            out, y, self.cfg.loss_weights, bases, self._mi_bound if use_mi else None, teacher, mask,
+            self.cfg.feature_space,
         )
         if self.ctx.enabled:
             loss = loss + _ddp_anchor(out)
@@ -659,7 +667,7 @@ class _Run:
                 self._note_errors(batch.errors)
                 with torch.no_grad(), self._autocast():
                     feats = _unwrap(self.net)(batch.images.to(self.device, non_blocking=True))
-            pairs = [(x.detach(), y.detach()) for x, y in mi_pairs(feats, self.cfg.mi_variables)]
+            pairs = [(x.detach(), y.detach()) for x, y in self._mi_pairs(feats)]
             losses.append(self._club_step(pairs))
         return float(np.mean(losses))
 

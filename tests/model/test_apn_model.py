@@ -123,6 +123,23 @@ def _params_without_grad(model: APN, loss: torch.Tensor) -> set[str]:
     return {n for n, p in trainable if p.grad is None or not p.grad.any()}
 
 
+@pytest.mark.parametrize("branches", ["spatial", "frequency"])
+def test_an_ablated_branch_neither_runs_nor_feeds_the_score(branches: str) -> None:
+    """The ablations train and score one branch alone: the other's features alias it, its modules get no
+    gradient, and without the frequency branch there are no band proposals."""
+    model = _model(replace(TINY, name=f"tiny-{branches}", branches=branches)).train()
+    out = model(_images(2, TINY.crop))
+    kept = out.f_art_spatial if branches == "spatial" else out.f_art_freq
+    assert out.f_art_spatial is out.f_art_freq is kept and torch.allclose(out.f_art, kept)
+    assert (out.amplitude is None and out.band_weights.shape == (2, 0)) == (branches == "spatial")
+    loss = _task_loss(out, torch.tensor([0, 1])) + (out.f_irr ** 2).sum()
+    unused = _params_without_grad(model, loss)
+    dropped = ("amplitude_proposer", "generative_head") if branches == "spatial" else ("spatial_backbone",)
+    assert all(any(n.startswith(d) for n in unused) for d in dropped)
+    assert not any(n.startswith(("classifier", "spatial_bases" if branches == "spatial" else "art_proj"))
+                   for n in unused)
+
+
 def _proposer_params(model: APN) -> set[str]:
     return {
         n for n, p in model.named_parameters() if n.split(".")[0].endswith("_proposer") and p.requires_grad

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -84,6 +86,26 @@ def test_detector_loss_terms_weights_and_teacher(tiny_output) -> None:
     with pytest.raises(ValueError, match="nothing to train"):
         zero = LossWeights(**dict.fromkeys(LossWeights().to_dict(), 0.0))
         detector_loss(out, labels, zero, bases)
+
+
+def test_unit_space_cannot_be_met_by_rescaling_the_features(tiny_output) -> None:
+    """``space="unit"`` compares directions: scaling the features leaves L_gen and the CLUB pairs unchanged
+    (the paper's squared L2 falls with the scale, which is how features collapse to meet it)."""
+    model, out = tiny_output
+    labels = torch.tensor([0, 1, 0, 1])
+    bases = (model.spatial_bases.semantic_base, model.spatial_bases.generative_base)
+    shrunk = dataclasses.replace(out, f_art_spatial=out.f_art_spatial * 0.1, f_art_freq=out.f_art_freq * 0.1)
+    weights = LossWeights(se1=0, band=0, pull=0)
+    gen = {a: [float(detector_loss(o, labels, weights, bases, space=a)[1]["gen"]) for o in (out, shrunk)]
+           for a in ("raw", "unit")}
+    assert gen["raw"][1] == pytest.approx(gen["raw"][0] * 0.01, rel=1e-4)
+    assert gen["unit"][1] == pytest.approx(gen["unit"][0], rel=1e-4) and 0 < gen["unit"][0] <= 4
+    big = dataclasses.replace(out, f_art=out.f_art * 50, f_irr=out.f_irr * 50)
+    (x, y), (x50, y50) = mi_pairs(out, "fused", "unit")[0], mi_pairs(big, "fused", "unit")[0]
+    assert torch.allclose(x, x50, atol=1e-6) and torch.allclose(y, y50, atol=1e-6)
+    assert torch.allclose(x.norm(dim=-1), torch.ones(len(x)))
+    with pytest.raises(ValueError, match="feature space"):
+        detector_loss(out, labels, weights, bases, space="cosine")
 
 
 def test_mi_pairs(tiny_output) -> None:

@@ -44,8 +44,12 @@ def test_features_are_computed_once_and_reused(tmp_path: Path) -> None:
     assert any("skipped" in line and "broken.png" in line for line in logged)
     write_teacher_features(tower, [*paths, broken], out, "counting", logged.append)
     assert tower.calls == 6 and "reusing" in logged[-1]
-    write_teacher_features(tower, paths[:2], out, "counting")  # other images: computed again
-    assert tower.calls == 8
+    write_teacher_features(tower, paths[:2], out, "counting")  # a subset (another split): reused
+    assert tower.calls == 6
+    extra = data / "real" / "extra.png"
+    extra.write_bytes(paths[0].read_bytes())
+    write_teacher_features(tower, [*paths, extra], out, "counting")  # an image it lacks: computed again
+    assert tower.calls == 6 + 7
 
 
 def test_projection_keeps_inner_products_and_is_fixed() -> None:
