@@ -117,3 +117,26 @@ def test_tiny_calibration_is_flagged_and_files_are_readable(tmp_path: Path) -> N
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) == 0o666 & ~mask
+
+
+def test_an_ablation_trains_scans_and_refuses_explain(tmp_path: Path, run_apn) -> None:
+    """`--branches spatial --feature-space unit` trains the ablation without the frequency-band proposal:
+    its checkpoint says so, scans, and `apn explain` refuses it in one line (it has no bands to show)."""
+    data = make_folder_dataset(tmp_path / "data", n=6, gens=("gen_a",))
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, [*_train_args(data, out), *TINY_TRAIN_FLAGS, "--epochs", "1",
+                                 "--max-steps", "2", "--club-data", "reuse", "--val-fraction", "0.5",
+                                 "--branches", "spatial", "--feature-space", "unit"])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out / "model.safetensors")
+    assert meta["config"]["branches"] == "spatial"
+    assert meta["training"]["hyperparameters"]["feature_space"] == "unit"
+    image = str(data / "real" / "img000.png")
+    scan = runner.invoke(app, ["scan", "--weights", str(out), "--device", "cpu", "--jsonl", image])
+    assert scan.exit_code in (0, 1) and 0 <= json.loads(scan.stdout)["p_ai"] <= 1
+    explain = run_apn("explain", "--weights", out, "--device", "cpu", image)
+    assert explain.code == 2 and explain.stdout == ""
+    assert explain.stderr.strip().count("\n") == 0 and "no frequency branch" in explain.stderr
+    bad = run_apn(*_train_args(data, tmp_path / "o"), "--feature-space", "cosine")
+    assert bad.code == 2 and "--feature-space must be one of raw, unit" in bad.stderr
