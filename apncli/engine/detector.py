@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from apncli.data import crops as crop_ops
+from apncli.data.images import DecodedWindows, Windows
 from apncli.data.signal import Signal, measure_signal
 from apncli.engine import cache, checkpoint, registry
 from apncli.engine.device import select_device
@@ -164,6 +165,19 @@ class Detector:
         signal decides low-signal ``inconclusive`` verdicts)."""
         _, crops, signal = self._prepared(rgb)
         return crops, signal
+
+    def windows(self) -> Windows:
+        """The crops ``prepare`` places, as a request a decoder serves without converting the whole image
+        (``data.images.decode_windows``: same positions, same pixels)."""
+        size, tiles = self.crop_size, self.max_tiles
+        return Windows(size=size, step=crop_ops.DETAIL_SUBSAMPLE,
+                       place=lambda height, width, sample: crop_ops.place_textured_tiles(
+                           height, width, size, tiles, sample))
+
+    def windows_signal(self, decoded: DecodedWindows) -> Signal:
+        """How much signal the windows a decoder cut for ``windows()`` hold (as ``prepare`` measures it)."""
+        size, positions = self.crop_size, decoded.positions
+        return measure_signal(decoded.height, decoded.width, size, positions, decoded.windows)
 
     def _prepared(self, rgb: np.ndarray) -> tuple[CropPlan, list[np.ndarray], Signal]:
         """Native-resolution crops of an H×W×3 image: never resized (it destroys the artifacts); the image
