@@ -454,6 +454,14 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="Also write the results as JSON to this file.")
 
 
+def add_scan_args(parser: argparse.ArgumentParser) -> None:
+    """The options every scan benchmark passes on: its own files, decode threads, batch, tiles."""
+    parser.add_argument("--data", type=Path, help="Scan the image files of this folder instead.")
+    parser.add_argument("--workers", type=int, default=2, help="Decode threads (default 2).")
+    parser.add_argument("--batch-size", type=int, help="Pass --batch-size to apn scan (default: its own).")
+    parser.add_argument("--tiles", type=int, help="Pass --tiles to every command (default: the model's).")
+
+
 def write_results(out: Path | None, results: dict[str, Any]) -> None:
     if out is None:
         return

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 import pillow_heif
@@ -138,7 +138,8 @@ class Windows:
 @dataclass(frozen=True)
 class DecodedWindows:
     """The windows a :class:`Windows` request placed, cut from a decoded file without converting the whole
-    image to NumPy; the file's facts as in :class:`DecodedImage` (no alpha: such files are decoded whole).
+    image to NumPy, and the upright image's size. Files with alpha are always decoded whole, hence the
+    constant alpha fields (they answer as :class:`DecodedImage`'s do).
 
     ``windows`` are C-contiguous ``size``×``size``×3 uint8 RGB copies, the same pixels as the same windows
     of ``decode_image(path).pixels``; ``positions`` their top-left corners (y, x) in the upright image.
@@ -148,11 +149,8 @@ class DecodedWindows:
     positions: list[tuple[int, int]]
     width: int
     height: int
-    format: str
-    mode: str
-    frames: int
-    has_alpha: bool = False
-    transparent_fraction: float = 0.0
+    has_alpha: ClassVar[bool] = False
+    transparent_fraction: ClassVar[float] = 0.0
 
 
 def is_image_name(name: str | os.PathLike[str]) -> bool:
@@ -239,7 +237,7 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str, windows: Windows 
             stage = "convert"
             mode = im.mode
             if windows is not None and _cuttable(im, windows.size):
-                return _cut_windows(im, windows, fmt, _count_frames(im))
+                return _cut_windows(im, windows)
             rgb, alpha = _to_rgb(im)
             pixels = _apply_orientation(rgb, _orientation(im))
             frames = _count_frames(im)
@@ -276,7 +274,7 @@ def _cuttable(im: Image.Image, size: int) -> bool:
     return im.mode == "RGB" and _orientation(im) == 1 and min(im.size) >= size
 
 
-def _cut_windows(im: Image.Image, windows: Windows, fmt: str, frames: int) -> DecodedWindows:
+def _cut_windows(im: Image.Image, windows: Windows) -> DecodedWindows:
     """The windows ``windows.place`` picks, each cropped by Pillow and converted alone."""
     width, height = im.size
     step = windows.step
@@ -289,8 +287,7 @@ def _cut_windows(im: Image.Image, windows: Windows, fmt: str, frames: int) -> De
     positions = windows.place(height, width, sample)
     size = windows.size
     cut = [np.array(im.crop((x, y, x + size, y + size)), dtype=np.uint8) for y, x in positions]
-    return DecodedWindows(windows=cut, positions=positions, width=width, height=height, format=fmt,
-                          mode=im.mode, frames=frames)
+    return DecodedWindows(windows=cut, positions=positions, width=width, height=height)
 
 
 def _unsupported_tiff_mode(fh: BinaryIO) -> bool:
