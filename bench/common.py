@@ -43,8 +43,26 @@ MIX: tuple[tuple[float, tuple[int, int], str], ...] = (
     (3.0, (4, 3), "jpeg"),
     (2.0, (3, 2), "jpeg"),
 )
+#: One cycle of the real-world mix (issue 18): what a fact-checker's folder holds. Web copies of ~0.25 MP
+#: (ImageNet-like JPEG), 1024x768 JPEGs, ~1-MP PNG photos, 1024² generator PNGs, WebP from the web, and
+#: phone (HEIC) and camera (JPEG) originals up to 12 MP. 12 files, 33.6 MP per cycle.
+REALWORLD_MIX: tuple[tuple[float, tuple[int, int], str], ...] = (
+    (0.25, (4, 3), "jpeg"),
+    (0.79, (4, 3), "jpeg"),
+    (1.0, (3, 2), "png"),
+    (1.05, (1, 1), "png"),
+    (0.25, (1, 1), "webp"),
+    (12.0, (4, 3), "heic"),
+    (0.79, (4, 3), "jpeg"),
+    (2.0, (16, 9), "webp"),
+    (1.05, (1, 1), "png"),
+    (3.0, (4, 3), "heic"),
+    (0.25, (4, 3), "jpeg"),
+    (12.0, (4, 3), "jpeg"),
+)
 JPEG_QUALITIES = (92, 85, 95, 75)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SUFFIXES = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}
 
 
 # --------------------------------------------------------------------------------------- machine facts
@@ -85,16 +103,18 @@ def load_note(before: float, after: float | None = None) -> str:
 
 # ----------------------------------------------------------------------------------------- checkpoints
 def checkpoint_for(weights: str | None, config: str) -> tuple[Path, str]:
-    """``--weights`` if given, else the shipped default detector for ``lite``, else a cached
-    random-weights ``config`` checkpoint (random weights run exactly as fast as trained ones)."""
+    """``--weights`` if given, else the registry's default detector when it is a ``config`` network, else a
+    cached random-weights ``config`` checkpoint (random weights run exactly as fast as trained ones)."""
     if weights:
         return Path(weights), f"checkpoint {weights}"
-    from apncli.engine import cache, registry
+    from apncli.engine import cache, checkpoint, registry
     from apncli.model import get_config
 
     default = registry.default_name()
-    if config == "lite" and default is not None:
-        return cache.resolve_weights(default), f"the shipped default detector `{default}`"
+    if default is not None:
+        path = cache.resolve_weights(default)
+        if checkpoint.read_metadata(path)["config"]["name"] == config:
+            return path, f"the shipped default detector `{default}`"
 
     digest = _digest(get_config(config).to_dict())
     path = CACHE / "weights" / f"random-{config}-{digest}.safetensors"
@@ -131,21 +151,24 @@ def _digest(value: Any) -> str:
 
 
 # -------------------------------------------------------------------------------------------- images
-def mixed_folder(count: int) -> tuple[Path, str]:
-    """A folder of ``count`` mixed JPEG/PNG photos of 0.3–12 MP (cached), and where their content came from.
+def mixed_folder(count: int, mix: Sequence[tuple[float, tuple[int, int], str]] = MIX,
+                 name: str = "mixed") -> tuple[Path, str]:
+    """A folder of ``count`` photos cycling through ``mix`` (megapixels, aspect, format; cached), and where
+    their content came from.
 
     Content: real photos from ``../shared/data`` when present, else synthetic photo-like scenes; either is
     resized to the target size and given sensor-like noise, so big files have the entropy (and decode
-    cost) of camera originals rather than of flat synthetic colour.
+    cost) of camera originals rather than of flat synthetic colour. ``name`` keeps different mixes apart.
     """
     sources = _real_sources()
     origin = f"real photos from {SHARED_DATA}" if sources else "synthetic photo-like scenes (no shared data)"
-    folder = CACHE / f"mixed-{count}-{'real' if sources else 'synthetic'}-v1"
+    version = "v1" if mix == MIX else f"v1-{_digest(mix)}"
+    folder = CACHE / f"{name}-{count}-{'real' if sources else 'synthetic'}-{version}"
     done = folder / ".complete"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            _write_mixed(folder, index, sources)
+            _write_mixed(folder, index, sources, mix)
         done.write_text("ok\n")
     return folder, origin
 
@@ -158,23 +181,30 @@ def _real_sources() -> list[Path]:
     return files[:: max(1, len(files) // 24)]
 
 
-def _write_mixed(folder: Path, index: int, sources: list[Path]) -> None:
+def _write_mixed(folder: Path, index: int, sources: list[Path],
+                 mix: Sequence[tuple[float, tuple[int, int], str]]) -> None:
     import numpy as np
     from PIL import Image
 
-    megapixels, (aw, ah), fmt = MIX[index % len(MIX)]
+    import apncli.data.images  # noqa: F401  (registers the HEIF plugin with Pillow)
+
+    megapixels, (aw, ah), fmt = mix[index % len(mix)]
     width = round((megapixels * 1e6 * aw / ah) ** 0.5)
     height = round(megapixels * 1e6 / width)
     rng = np.random.default_rng(index)
     pixels = _photo(width, height, rng, sources[index % len(sources)] if sources else None)
     image = Image.fromarray(pixels)
-    path = folder / f"img{index:05d}.{'jpg' if fmt == 'jpeg' else 'png'}"
+    path = folder / f"img{index:05d}.{SUFFIXES[fmt]}"
+    quality = JPEG_QUALITIES[index % len(JPEG_QUALITIES)]
     if fmt == "jpeg":
-        quality = JPEG_QUALITIES[index % len(JPEG_QUALITIES)]
         subsampling = 2 if index % 3 else 0  # mostly 4:2:0 like cameras, some 4:4:4
         image.save(path, "JPEG", quality=quality, subsampling=subsampling, progressive=index % 5 == 0)
-    else:
+    elif fmt == "png":
         image.save(path, "PNG", compress_level=6)
+    elif fmt == "webp":
+        image.save(path, "WEBP", quality=quality)
+    else:  # phone originals: HEIC (pillow-heif)
+        image.save(path, "HEIF", quality=quality)
 
 
 def _photo(width: int, height: int, rng: Any, source: Path | None) -> Any:
@@ -222,21 +252,30 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def folder_stats(folder: Path) -> dict[str, Any]:
-    """Count, formats, total megapixels and megabytes of the image files in ``folder``."""
+    """Count, files per format, total megapixels and megabytes of the image files in ``folder``."""
     from PIL import Image
+
+    import apncli.data.images  # noqa: F401  (registers the HEIF plugin with Pillow)
 
     files = image_files(folder)
     pixels = 0
+    formats: dict[str, int] = {}
     for path in files:
         with Image.open(path) as im:
             pixels += im.width * im.height
+            formats[str(im.format)] = formats.get(str(im.format), 0) + 1
     return {
         "files": len(files),
-        "jpeg": sum(p.suffix.lower() in (".jpg", ".jpeg") for p in files),
-        "png": sum(p.suffix.lower() == ".png" for p in files),
+        "formats": formats,
         "megapixels": round(pixels / 1e6, 1),
         "megabytes": round(sum(p.stat().st_size for p in files) / 1e6, 1),
     }
+
+
+def describe_images(stats: dict[str, Any]) -> str:
+    """``48 files (36 JPEG, 12 PNG), 190.8 MP, 82.4 MB``: one line for the notes under a table."""
+    formats = ", ".join(f"{n} {fmt}" for fmt, n in sorted(stats["formats"].items()))
+    return f"{stats['files']} files ({formats}), {stats['megapixels']} MP, {stats['megabytes']} MB"
 
 
 def small_folder(count: int, distinct: int = 64) -> Path:
@@ -304,11 +343,18 @@ class Run:
 
 
 def run_measured(command: Sequence[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> Run:
-    """Run ``command``, timestamp each stdout line, and read the child's own peak RSS and CPU via wait4."""
+    """Run ``command``, timestamp each stdout line, and read the child's own peak RSS and CPU via wait4.
+
+    The command is started by a small launcher process: Linux hands a process the peak RSS of the memory
+    it was forked from (``ru_maxrss`` after fork + exec), so a child forked straight from this process
+    would report at least this process's own peak (hundreds of MB once it has generated 12-MP images or
+    imported torch). The launcher starts fresh and small, and reports its child's figure.
+    """
     full_env = {**os.environ, **(env or {})}
-    with tempfile.TemporaryFile(mode="w+") as err:
+    with tempfile.TemporaryFile(mode="w+") as err, tempfile.NamedTemporaryFile(mode="r") as peak:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=err, env=full_env, text=True,
+        launch = [sys.executable, "-c", _LAUNCHER, peak.name, *command]
+        proc = subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=err, env=full_env, text=True,
                                 cwd=cwd)  # stderr to a file: a full pipe would block the child
         assert proc.stdout is not None
         lines = [(time.perf_counter(), line) for line in proc.stdout]
@@ -317,9 +363,20 @@ def run_measured(command: Sequence[str], env: dict[str, str] | None = None, cwd:
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read()
+        maxrss = int(peak.read() or usage.ru_maxrss)
     return Run(command=list(command), returncode=proc.returncode, wall_s=wall,
-               cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=usage.ru_maxrss / _RSS_UNITS_PER_MB,
+               cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=maxrss / _RSS_UNITS_PER_MB,
                lines=lines, stderr=stderr)
+
+
+#: ``python -c _LAUNCHER PEAK_FILE COMMAND...``: runs COMMAND, writes its ru_maxrss to PEAK_FILE, exits as it.
+_LAUNCHER = """import os, subprocess, sys
+_, status, usage = os.wait4(subprocess.Popen(sys.argv[2:]).pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(128 - code if code < 0 else code)
+"""
 
 
 _RSS_UNITS_PER_MB = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
@@ -331,6 +388,38 @@ def python_command(*args: str | Path) -> list[str]:
 
 def apn_command(*args: str | Path) -> list[str]:
     return python_command("-m", "apncli", *args)
+
+
+SCORED_EXIT_CODES = (0, 1)  # 1 = something was flagged, which random weights may well do
+
+
+def measure_stream(command: list[str], expected: int, what: str) -> Run:
+    """Run a JSONL-printing command (a scan, the decode floor, the CLIP peer) and check it printed
+    ``expected`` records, none of them an error (a failed decode is cheap and would inflate the rate)."""
+    print(f"running {what} ...", file=sys.stderr, flush=True)
+    run = run_measured(command)
+    records = [line for _, line in run.lines if line.strip()]
+    if run.returncode not in SCORED_EXIT_CODES or len(records) != expected:
+        fail(run, f"{what} ({len(records)} of {expected} records)")
+    errors = [record for record in map(json.loads, records) if record.get("error")]
+    if errors:
+        first = errors[0]
+        raise SystemExit(f"{what}: {len(errors)} files failed, e.g. {first['path']}: {first['error']}")
+    return run
+
+
+def rate_row(runs: list[Run], files: int, startup: Run) -> dict[str, float]:
+    """Median figures of repeated runs; CPU per image leaves out the start-up (imports, model load)."""
+    rates = [r.steady_rate() for r in runs]
+    if all(rate != rate for rate in rates):  # one output burst (few files): fall back to net wall time
+        rates = [files / max(1e-9, r.wall_s - startup.wall_s) for r in runs]
+    return {
+        "images_per_s": median(rates),
+        "images_per_s_end_to_end": median([files / r.wall_s for r in runs]),
+        "cpu_ms_per_image": median([1000 * (r.cpu_s - startup.cpu_s) / files for r in runs]),
+        "startup_s": startup.wall_s,
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+    }
 
 
 def median(values: Sequence[float]) -> float:
@@ -363,6 +452,14 @@ RawHelp = argparse.RawDescriptionHelpFormatter
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="Fewer files, steps, repeats (noisier).")
     parser.add_argument("--out", type=Path, help="Also write the results as JSON to this file.")
+
+
+def add_scan_args(parser: argparse.ArgumentParser) -> None:
+    """The options every scan benchmark passes on: its own files, decode threads, batch, tiles."""
+    parser.add_argument("--data", type=Path, help="Scan the image files of this folder instead.")
+    parser.add_argument("--workers", type=int, default=2, help="Decode threads (default 2).")
+    parser.add_argument("--batch-size", type=int, help="Pass --batch-size to apn scan (default: its own).")
+    parser.add_argument("--tiles", type=int, help="Pass --tiles to every command (default: the model's).")
 
 
 def write_results(out: Path | None, results: dict[str, Any]) -> None:

@@ -15,15 +15,11 @@ its median reported, which cancels much of the noise of a shared machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import common
-
-SCORED_EXIT_CODES = (0, 1)  # 1 = something was flagged, which random weights may well do
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -35,15 +31,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     files = common.image_files(folder)
     commands, weights_note = _commands(args)
     one_small = sorted(common.small_folder(1).glob("f*"))
-    startup = {kind: _measure(make(one_small), 1, f"{kind} start-up") for kind, make in commands.items()
-               if kind != "paper" or args.paper_files}
+    startup = {kind: common.measure_stream(make(one_small), 1, f"{kind} start-up")
+               for kind, make in commands.items() if kind != "paper" or args.paper_files}
     floors, scans = [], []
     for _ in range(args.repeats):  # back-to-back pairs: each ratio compares runs under similar load
-        floors.append(_measure(commands["floor"]([folder]), len(files), "decode floor"))
-        scans.append(_measure(commands["lite"]([folder]), len(files), "apn scan (lite)"))
+        floors.append(common.measure_stream(commands["floor"]([folder]), len(files), "decode floor"))
+        scans.append(common.measure_stream(commands["lite"]([folder]), len(files), "apn scan (lite)"))
     paper = None
     if args.paper_files:
-        paper = _measure(commands["paper"](files[: args.paper_files]), args.paper_files, "apn scan (paper)")
+        paper = common.measure_stream(commands["paper"](files[: args.paper_files]), args.paper_files,
+                                      "apn scan (paper)")
     results = _summarise(info, stats, origin, weights_note, floors, scans, paper, startup, args)
     results["load_note"] = common.load_note(load_before)
     _print(results)
@@ -70,13 +67,10 @@ def _commands(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=common.RawHelp)
     parser.add_argument("--weights", help="Checkpoint to scan with (default: random-weights `lite`).")
-    parser.add_argument("--data", type=Path, help="Scan the JPEG/PNG files of this folder instead.")
     parser.add_argument("--files", type=int, help="Generated files (a multiple of 8 keeps the size mix; 48).")
     parser.add_argument("--repeats", type=int, help="Floor+scan pairs to run (default 3; --quick 1).")
     parser.add_argument("--paper-files", type=int, help="Files scanned with `paper` (8; --quick 2; 0 skips).")
-    parser.add_argument("--workers", type=int, default=2, help="Decode threads (default 2).")
-    parser.add_argument("--batch-size", type=int, help="Pass --batch-size to apn scan (default: its own).")
-    parser.add_argument("--tiles", type=int, help="Pass --tiles to scan and floor (default: the model's).")
+    common.add_scan_args(parser)
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     args.files = args.files or (16 if args.quick else 48)
@@ -84,19 +78,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.paper_files is None:
         args.paper_files = 2 if args.quick else 8
     return args
-
-
-def _measure(command: list[str], expected: int, what: str) -> common.Run:
-    print(f"running {what} ...", file=sys.stderr, flush=True)
-    run = common.run_measured(command)
-    records = [line for _, line in run.lines if line.strip()]
-    if run.returncode not in SCORED_EXIT_CODES or len(records) != expected:
-        common.fail(run, f"{what} ({len(records)} of {expected} records)")
-    errors = [record for record in map(json.loads, records) if record.get("error")]
-    if errors:  # a failed decode is cheap and would inflate the rate
-        first = errors[0]
-        raise SystemExit(f"{what}: {len(errors)} files failed, e.g. {first['path']}: {first['error']}")
-    return run
 
 
 def _summarise(info: dict[str, Any], stats: dict[str, Any], origin: str, weights_note: str,
@@ -110,30 +91,17 @@ def _summarise(info: dict[str, Any], stats: dict[str, Any], origin: str, weights
         "machine": info, "images": {**stats, "content": origin}, "model": weights_note,
         "workers": args.workers, "batch_size": args.batch_size or "apn scan default", "repeats": args.repeats,
         "tiles": args.tiles or "model default",
-        "floor": _row(floors, files, startup["floor"]), "scan_lite": _row(scans, files, startup["lite"]),
+        "floor": common.rate_row(floors, files, startup["floor"]),
+        "scan_lite": common.rate_row(scans, files, startup["lite"]),
         "scan_over_floor": {"median": common.median(ratios), "each": [round(r, 3) for r in ratios]},
         "floor_rates": floor_rates, "scan_rates": scan_rates,
     }
     if paper is not None:
-        paper_row = _row([paper], args.paper_files, startup["paper"])
+        paper_row = common.rate_row([paper], args.paper_files, startup["paper"])
         results["scan_paper"] = {**paper_row, "files": args.paper_files}
         paper_rate, lite_rate = results["scan_paper"]["images_per_s"], results["scan_lite"]["images_per_s"]
         results["paper_over_lite"] = paper_rate / lite_rate
     return results
-
-
-def _row(runs: list[common.Run], files: int, startup: common.Run) -> dict[str, float]:
-    """Median figures of repeated runs; CPU per image leaves out the start-up (imports, model load)."""
-    rates = [r.steady_rate() for r in runs]
-    if all(rate != rate for rate in rates):  # one output burst (few files): fall back to net wall time
-        rates = [files / max(1e-9, r.wall_s - startup.wall_s) for r in runs]
-    return {
-        "images_per_s": common.median(rates),
-        "images_per_s_end_to_end": common.median([files / r.wall_s for r in runs]),
-        "cpu_ms_per_image": common.median([1000 * (r.cpu_s - startup.cpu_s) / files for r in runs]),
-        "startup_s": startup.wall_s,
-        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
-    }
 
 
 def _print(results: dict[str, Any]) -> None:
@@ -152,8 +120,7 @@ def _print(results: dict[str, Any]) -> None:
     print(f"scan / decode floor: {ratio['median']:.2f} (median of {ratio['each']}; target ≥ 0.5)")
     if "paper_over_lite" in results:
         print(f"paper / lite throughput: {results['paper_over_lite']:.3f}")
-    print(f"images: {img['files']} files ({img['jpeg']} JPEG, {img['png']} PNG), {img['megapixels']} MP, "
-          f"{img['megabytes']} MB, {img['content']}")
+    print(f"images: {common.describe_images(img)}, {img['content']}")
     print(f"model: {results['model']}; workers {results['workers']}, batch {results['batch_size']}; "
           f"torch {m['torch']}, python {m['python']}")
     print(results.get("load_note", ""))

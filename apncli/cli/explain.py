@@ -44,14 +44,16 @@ def explain_command(
         help="Rerun the model once per band with that band removed, to check the weights against behaviour."),
 ) -> int:
     from apncli.data.images import decode_image
-    from apncli.engine import AI_GENERATED, Detector
-    from apncli.explain import explain_image, render_figure, render_terminal
 
     check_figure_path(out, image, force=force)
     try:
         decoded = decode_image(image)
     except ImageError as exc:
         raise ImageError(f"{image}: {exc}") from exc
+    # torch comes in only now: a bad path or flag is refused in a fraction of a second
+    from apncli.engine import AI_GENERATED, Detector
+    from apncli.explain import explain_image, render_figure, render_terminal
+
     detector = Detector.load(weights, device=common.parse_device(device))
     explanation = explain_image(detector, decoded.pixels, occlusion=occlusion, source=str(image))
     if out is not None:

@@ -103,22 +103,30 @@ def textured_tile_positions(canvas: np.ndarray, size: int, max_tiles: int) -> li
     yields a prefix of a larger one. Canvases that fit in the budget are tiled as by ``tile_positions``.
     """
     height, width = canvas.shape[:2]
+    return place_textured_tiles(height, width, size, max_tiles,
+                                canvas[::DETAIL_SUBSAMPLE, ::DETAIL_SUBSAMPLE])
+
+
+def place_textured_tiles(height: int, width: int, size: int, max_tiles: int,
+                         sample: np.ndarray) -> list[tuple[int, int]]:
+    """:func:`textured_tile_positions` of a ``height``×``width`` canvas known only by its subsample
+    ``sample`` = ``canvas[::DETAIL_SUBSAMPLE, ::DETAIL_SUBSAMPLE]``: for decoders that never convert the
+    whole image (``data.images.decode_windows``)."""
     ys, xs = _spread(height, size), _spread(width, size)
     if len(ys) * len(xs) <= max_tiles:
         return tile_positions(height, width, size, max_tiles)
-    means = _window_detail(canvas, ys, xs, size)
+    means = _window_detail(sample, ys, xs, size)
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     distance = np.hypot(grid_y - (height - size) / 2, grid_x - (width - size) / 2)
     order = np.lexsort((distance.ravel(), -means.ravel()))  # detail first, then nearest the centre
     return [(int(grid_y.flat[i]), int(grid_x.flat[i])) for i in order[:max_tiles]]
 
 
-def _window_detail(canvas: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+def _window_detail(sample: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
     """(len(ys), len(xs)) mean |horizontal| + |vertical| neighbour difference of the green channel (the
-    luminance-heavy one) inside each window, on a 1-in-``DETAIL_SUBSAMPLE`` subsample, via a summed-area
-    table."""
-    small = canvas[::DETAIL_SUBSAMPLE, ::DETAIL_SUBSAMPLE]
-    small = (small[..., 1] if small.ndim == 3 else small).astype(np.int16)
+    luminance-heavy one) inside each window, on the 1-in-``DETAIL_SUBSAMPLE`` subsample ``sample``, via a
+    summed-area table."""
+    small = (sample[..., 1] if sample.ndim == 3 else sample).astype(np.int16)
     detail = np.zeros(small.shape, dtype=np.int32)
     detail[:, 1:] += np.abs(np.diff(small, axis=1))
     detail[1:, :] += np.abs(np.diff(small, axis=0))

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 import pillow_heif
@@ -121,6 +121,38 @@ class DecodedImage:
     transparent_fraction: float = 0.0
 
 
+@dataclass(frozen=True)
+class Windows:
+    """A request for square windows of an image instead of all its pixels (see :func:`decode_windows`).
+
+    ``place(height, width, sample)`` returns the top-left corners (y, x) of the ``size``×``size`` windows,
+    given the upright image size and ``sample``: every ``step``-th pixel of every ``step``-th row, an
+    ⌈H/step⌉×⌈W/step⌉×3 uint8 RGB array (equal to ``pixels[::step, ::step]`` of the whole image).
+    """
+
+    size: int
+    step: int
+    place: Callable[[int, int, np.ndarray], list[tuple[int, int]]]
+
+
+@dataclass(frozen=True)
+class DecodedWindows:
+    """The windows a :class:`Windows` request placed, cut from a decoded file without converting the whole
+    image to NumPy, and the upright image's size. Files with alpha are always decoded whole, hence the
+    constant alpha fields (they answer as :class:`DecodedImage`'s do).
+
+    ``windows`` are C-contiguous ``size``×``size``×3 uint8 RGB copies, the same pixels as the same windows
+    of ``decode_image(path).pixels``; ``positions`` their top-left corners (y, x) in the upright image.
+    """
+
+    windows: list[np.ndarray]
+    positions: list[tuple[int, int]]
+    width: int
+    height: int
+    has_alpha: ClassVar[bool] = False
+    transparent_fraction: ClassVar[float] = 0.0
+
+
 def is_image_name(name: str | os.PathLike[str]) -> bool:
     """Whether a file name says image (case-insensitive): :data:`IMAGE_EXTENSIONS` or a known image format
     this build cannot decode (which then gets an "unsupported image format" record, not silence)."""
@@ -130,6 +162,27 @@ def is_image_name(name: str | os.PathLike[str]) -> bool:
 
 def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode the file at ``path`` (format from its content, not its name) or raise :class:`ImageError`."""
+    return _whole(_open_file(path, lambda fh, suffix: _decode_stream(fh, max_pixels, suffix, None)))
+
+
+def decode_windows(path: str | os.PathLike[str], windows: Windows,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode the file at ``path`` and cut the windows ``windows.place`` picks, converting only them.
+
+    The whole image is never copied into NumPy (the copy costs 5-7 ms and 36 MB per 12 MP): the windows
+    are cropped from the decoder's own image and ``place`` sees a 1-in-``step`` subsample. Pixels are the
+    same as ``decode_image``'s. Images this does not apply to come back whole, as ``decode_image`` gives
+    them: any mode but plain RGB (alpha, grey, 16-bit, palette, CMYK), EXIF-rotated ones, and images
+    smaller than a window on either side (they need wrap padding). Raises :class:`ImageError`.
+    """
+    return _open_file(path, lambda fh, suffix: _decode_stream(fh, max_pixels, suffix, windows))
+
+
+Decoded = DecodedImage | DecodedWindows
+
+
+def _open_file(path: str | os.PathLike[str], decode: Callable[[BinaryIO, str], Decoded]) -> Decoded:
+    """Open ``path`` safely (no FIFOs, devices, folders or empty files) and ``decode(fh, suffix)`` it."""
     # O_NONBLOCK: opening a FIFO named "photo.jpg" must not wait forever for a writer.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -142,7 +195,7 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIX
                 raise ImageError("not a regular file")
             if info.st_size == 0:
                 raise ImageError("empty file")
-            return _decode_stream(fh, max_pixels, Path(os.fsdecode(path)).suffix)
+            return decode(fh, Path(os.fsdecode(path)).suffix)
     except ImageError:
         raise
     except OSError as exc:
@@ -155,7 +208,14 @@ def decode_bytes(
     """Decode an in-memory file; ``name`` (optional) only enables signature-less formats such as TGA."""
     if len(data) == 0:
         raise ImageError("empty file")
-    return _decode_stream(io.BytesIO(bytes(data)), max_pixels, Path(name).suffix if name else "")
+    suffix = Path(name).suffix if name else ""
+    return _whole(_decode_stream(io.BytesIO(bytes(data)), max_pixels, suffix, None))
+
+
+def _whole(decoded: Decoded) -> DecodedImage:
+    """A decode without a windows request always gives the whole image."""
+    assert isinstance(decoded, DecodedImage)
+    return decoded
 
 
 def _formats_for(suffix: str) -> tuple[str, ...]:
@@ -164,8 +224,9 @@ def _formats_for(suffix: str) -> tuple[str, ...]:
     return (*_SIGNED_FORMATS, *unsigned)
 
 
-def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
-    """Open, size-check, fully decode and convert; every foreign exception becomes an ImageError."""
+def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str, windows: Windows | None) -> Decoded:
+    """Open, size-check, fully decode and convert (the whole image, or only ``windows`` where they apply);
+    every foreign exception becomes an ImageError."""
     stage, fmt = "open", _sniff(fh)
     try:
         with Image.open(fh, formats=list(_formats_for(suffix))) as im:
@@ -175,6 +236,8 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
             im.load()
             stage = "convert"
             mode = im.mode
+            if windows is not None and _cuttable(im, windows.size):
+                return _cut_windows(im, windows)
             rgb, alpha = _to_rgb(im)
             pixels = _apply_orientation(rgb, _orientation(im))
             frames = _count_frames(im)
@@ -197,12 +260,34 @@ def _decode_stream(fh: BinaryIO, max_pixels: int, suffix: str) -> DecodedImage:
     except Exception as exc:  # Pillow raises anything from OSError to struct.error on hostile input
         repaired = _restore_eoi(fh) if stage == "decode" and fmt == "JPEG" else None
         if repaired is not None:  # complete but for the end marker: the very pixels of the intact file
-            return _decode_stream(io.BytesIO(repaired), max_pixels, suffix)
+            return _decode_stream(io.BytesIO(repaired), max_pixels, suffix, windows)
         raise ImageError(_describe(exc, stage, fmt)) from exc
     height, width = pixels.shape[:2]
     transparent = 0.0 if alpha is None else float(np.count_nonzero(alpha < 255)) / alpha.size
     return DecodedImage(pixels=pixels, width=width, height=height, format=fmt, mode=mode, frames=frames,
                         has_alpha=alpha is not None, transparent_fraction=transparent)
+
+
+def _cuttable(im: Image.Image, size: int) -> bool:
+    """Whether windows can be cut straight from the decoder's image: plain RGB, upright, no smaller than a
+    window on either side (everything else needs the conversions and padding of the whole-image path)."""
+    return im.mode == "RGB" and _orientation(im) == 1 and min(im.size) >= size
+
+
+def _cut_windows(im: Image.Image, windows: Windows) -> DecodedWindows:
+    """The windows ``windows.place`` picks, each cropped by Pillow and converted alone."""
+    width, height = im.size
+    step = windows.step
+    # Nearest-neighbour affine sampling at x·step (the -(step-1)/2 offset cancels Pillow's pixel-centre
+    # rounding): exactly pixels[::step, ::step], without converting the whole image.
+    sample_size = (-(-width // step), -(-height // step))
+    offset = -(step - 1) / 2
+    sample = np.asarray(im.transform(sample_size, Image.Transform.AFFINE, (step, 0, offset, 0, step, offset),
+                                     resample=Image.Resampling.NEAREST))
+    positions = windows.place(height, width, sample)
+    size = windows.size
+    cut = [np.array(im.crop((x, y, x + size, y + size)), dtype=np.uint8) for y, x in positions]
+    return DecodedWindows(windows=cut, positions=positions, width=width, height=height)
 
 
 def _unsupported_tiff_mode(fh: BinaryIO) -> bool:

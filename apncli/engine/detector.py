@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from apncli.data import crops as crop_ops
+from apncli.data.images import DecodedWindows, Windows
 from apncli.data.signal import Signal, measure_signal
 from apncli.engine import cache, checkpoint, registry
 from apncli.engine.device import select_device
@@ -25,6 +26,7 @@ from apncli.engine.verdicts import AI_GENERATED, INCONCLUSIVE, REAL
 from apncli.errors import CheckpointError, ModelNotFoundError
 from apncli.model import APN, APNConfig, APNOutput, build_model
 from apncli.model.backbones import ResNet
+from apncli.model.efficientnet import EfficientNetLite
 
 NO_DEFAULT_MODEL = (
     "no default detector is installed in this version of apn; pass --weights PATH "
@@ -164,6 +166,19 @@ class Detector:
         _, crops, signal = self._prepared(rgb)
         return crops, signal
 
+    def windows(self) -> Windows:
+        """The crops ``prepare`` places, as a request a decoder serves without converting the whole image
+        (``data.images.decode_windows``: same positions, same pixels)."""
+        size, tiles = self.crop_size, self.max_tiles
+        return Windows(size=size, step=crop_ops.DETAIL_SUBSAMPLE,
+                       place=lambda height, width, sample: crop_ops.place_textured_tiles(
+                           height, width, size, tiles, sample))
+
+    def windows_signal(self, decoded: DecodedWindows) -> Signal:
+        """How much signal the windows a decoder cut for ``windows()`` hold (as ``prepare`` measures it)."""
+        size, positions = self.crop_size, decoded.positions
+        return measure_signal(decoded.height, decoded.width, size, positions, decoded.windows)
+
     def _prepared(self, rgb: np.ndarray) -> tuple[CropPlan, list[np.ndarray], Signal]:
         """Native-resolution crops of an H×W×3 image: never resized (it destroys the artifacts); the image
         is wrap-padded to the crop size, and a large one tiled, its most detailed positions first
@@ -237,26 +252,39 @@ def _tile_toward(verdict: str, tile_scores: np.ndarray, p_ai: float) -> int:
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold the BatchNorm layers of every ResNet trunk (the band heads) into the preceding convolutions.
+    """Fold the BatchNorm layers of every ResNet trunk (the band heads) and EfficientNet-Lite trunk (the
+    pretrained configs' spatial branch and semantic head) into the preceding convolutions.
 
     A detector never trains, so each Conv→BN pair is one affine map; folding it removes a pass over the
-    activations: ``lite`` 12–15 % less CPU per crop (4-crop batches), logits equal up to float rounding
-    (~1e-8). Only the ResNets: folding the proposers' 3-channel bottlenecks measured 25 % *slower* there
-    (a biased 3→3 convolution leaves oneDNN for a slow kernel). The trunks use torchvision's layout
-    (``convN`` feeds ``bnN``; ``downsample`` is conv, BN), which the model keeps for weight loading. Only
-    call this on a model the detector owns: its BatchNorm layers are gone afterwards.
+    activations: ``lite`` 12–15 % less CPU per crop (4-crop batches), the EfficientNet-Lite0 trunk ~5 %;
+    logits equal up to float rounding (~1e-7). Not the proposers' 3-channel bottlenecks: folding them
+    measured 25 % *slower* (a biased 3→3 convolution leaves oneDNN for a slow kernel). The ResNets use
+    torchvision's layout (``convN`` feeds ``bnN``; ``downsample`` is conv, BN), which the model keeps for
+    weight loading; EfficientNet-Lite lists its pairs (``conv_bn_pairs``). Only call this on a model the
+    detector owns: its BatchNorm layers are gone afterwards.
     """
+    for module in model.modules():
+        if isinstance(module, EfficientNetLite):
+            for owner, conv, bn in module.conv_bn_pairs():
+                _fold_pair(owner, conv, bn)
     for trunk in [m for m in model.modules() if isinstance(m, ResNet)]:
         for module in list(trunk.modules()):
             for name, bn in list(module.named_children()):
                 conv = getattr(module, name.replace("bn", "conv"), None)
                 if name.startswith("bn") and isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
-                    setattr(module, name.replace("bn", "conv"), fuse_conv_bn_eval(conv, bn))
-                    setattr(module, name, nn.Identity())
+                    _fold_pair(module, name.replace("bn", "conv"), name)
             if (isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Conv2d)
                     and isinstance(module[1], nn.BatchNorm2d)):
-                module[0], module[1] = fuse_conv_bn_eval(module[0], module[1]), nn.Identity()
+                _fold_pair(module, "0", "1")
     return model
+
+
+def _fold_pair(owner: nn.Module, conv: str, bn: str) -> None:
+    """Replace ``owner.<conv>`` by the convolution with ``owner.<bn>`` folded in, and the BN by Identity."""
+    layer, norm = getattr(owner, conv), getattr(owner, bn)
+    if isinstance(norm, nn.BatchNorm2d):
+        setattr(owner, conv, fuse_conv_bn_eval(layer, norm))
+        setattr(owner, bn, nn.Identity())
 
 
 def aggregate(crop_scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from apncli.data.discover import Candidate, Shard, discover
-from apncli.data.images import decode_image
+from apncli.data.images import DecodedWindows, decode_windows
 from apncli.data.signal import Signal
 from apncli.engine.detector import Detector
 from apncli.engine.device import available_cpus
@@ -274,15 +274,20 @@ def _safe_annotate(annotate: Callable[[Path], dict[str, Any]], path: Path) -> di
 def decode_crops(detector: Detector, path: Path) -> DecodedFile:
     """Decode one file, cut the detector's crops and measure their signal; raises ``ImageError``.
 
-    The crops are copies, not views: a view would keep the whole decoded image (36 MB for 12 MP) alive
-    in the queue until its batch is scored. This is all a scan does per file before inference, so the
-    decode-floor benchmark calls exactly this function. ``extra`` holds the alpha record fields.
+    Only the crops are converted to NumPy where the format allows it (``decode_windows``: 5-7 ms and
+    36 MB per 12 MP saved); the crops are copies, never views, which would keep the whole decoded image
+    alive in the queue until its batch is scored. This is all a scan does per file before inference, so
+    the decode-floor benchmark calls exactly this function. ``extra`` holds the alpha record fields.
     """
-    image = decode_image(path)
-    views, signal = detector.prepare(image.pixels)
+    image = decode_windows(path, detector.windows())
+    if isinstance(image, DecodedWindows):
+        crops, signal = image.windows, detector.windows_signal(image)
+    else:
+        views, signal = detector.prepare(image.pixels)
+        crops = [np.array(crop) for crop in views]
     alpha = {"has_alpha": image.has_alpha, "transparent_fraction": round(image.transparent_fraction, 4)}
-    return DecodedFile(Candidate(path), crops=[np.array(crop) for crop in views], width=image.width,
-                    height=image.height, extra=alpha, signal=signal)
+    return DecodedFile(Candidate(path), crops=crops, width=image.width, height=image.height, extra=alpha,
+                       signal=signal)
 
 
 def _decode_pixels(detector: Detector, candidate: Candidate) -> DecodedFile:

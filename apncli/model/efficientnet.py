@@ -52,14 +52,15 @@ class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding: output = ceil(input / stride), extra pad on the bottom/right."""
 
     def forward(self, x: Tensor) -> Tensor:
-        pads: list[int] = []
+        pads: list[int] = []  # F.pad order: left, right, top, bottom
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride),
                               strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        left, right, top, bottom = pads
+        if left == right and top == bottom:  # the convolution pads itself: no padded copy of the input
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(width: int) -> nn.BatchNorm2d:
@@ -150,6 +151,16 @@ class EfficientNetLite(nn.Module):
         self._conv_head = SameConv2d(plans[-1].width_out, HEAD_WIDTH, 1, bias=False)
         self._bn1 = _bn(HEAD_WIDTH)
         self.out_dim = HEAD_WIDTH
+
+    def conv_bn_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """Every convolution that feeds a BatchNorm, as (owning module, conv attribute, BatchNorm attribute):
+        the stem, each block's expand / depthwise / project convolutions, and the head."""
+        pairs: list[tuple[nn.Module, str, str]] = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
+        for block in self._blocks:
+            if hasattr(block, "_expand_conv"):
+                pairs.append((block, "_expand_conv", "_bn0"))
+            pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+        return pairs
 
     def features(self, x: Tensor) -> Tensor:
         """The head's activation map (B, 1280, ⌈H/32⌉, ⌈W/32⌉)."""

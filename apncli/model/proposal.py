@@ -50,26 +50,6 @@ class BandProposal:
         return BandProposal(**{k: v.transpose(1, 2).contiguous() for k, v in vars(self).items()})
 
 
-def _batch_norm(bn: nn.BatchNorm2d, z: Tensor) -> Tensor:
-    """``bn(z)``, through a faster route for inference on channels-last CPU tensors.
-
-    PyTorch's channels-last BatchNorm kernel loops over channels innermost, which for 3 channels is scalar
-    code; the proposers run 19 of them per spectrum. In eval mode the layer is z·α + β per channel with
-    α = γ/√(var+ε), β = b - mean·α, computed here as PyTorch's kernel computes them (equal to the last
-    bit on the machines checked); spreading α, β along each (W·C) memory row lets the multiply-add
-    vectorise, about twice as fast.
-    """
-    fast = not bn.training and bn.running_var is not None and bn.weight is not None
-    if not (fast and z.device.type == "cpu" and z.is_contiguous(memory_format=torch.channels_last)):
-        return bn(z)
-    alpha = bn.weight * (1 / torch.sqrt(bn.running_var + bn.eps))
-    beta = bn.bias - bn.running_mean * alpha
-    n, c, h, w = z.shape
-    rows = z.permute(0, 2, 3, 1).reshape(n * h, w * c)  # a view: channels-last memory is (N, H, W, C)
-    out = torch.addcmul(beta.repeat(w), rows, alpha.repeat(w))
-    return out.view(n, h, w, c).permute(0, 3, 1, 2)
-
-
 class Bottleneck3(nn.Module):
     """Residual 1x1 → grouped 3x3 → 1x1 block on the 3 colour channels (no width expansion)."""
 
@@ -84,9 +64,9 @@ class Bottleneck3(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(_batch_norm(self.bn1, self.conv1(x)))
-        out = self.relu(_batch_norm(self.bn2, self.conv2(out)))
-        return self.relu(_batch_norm(self.bn3, self.conv3(out)) + x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + x)
 
 
 def _head(length: int, out: int) -> nn.Sequential:
@@ -153,8 +133,10 @@ class BandProposer(nn.Module):
         return offsets[..., :k] + self.anchors, offsets[..., k:] + self.anchors
 
     def forward(self, z: Tensor) -> BandProposal:
-        # 3-channel convs are ~50x faster channels-last on CPU (oneDNN), and no slower elsewhere.
-        z = _batch_norm(self.norm, z.contiguous(memory_format=torch.channels_last))
+        # NCHW-contiguous: on a channels-last input the 3-channel 1x1 convolutions take oneDNN's slow path
+        # (10x slower per call on AMD EPYC; the whole forward 0.87x with NCHW, same logits). See
+        # docs/performance.md.
+        z = self.norm(z.contiguous())
         p_x, off_x = self.x_proposer(z)
         p_y, off_y = self.y_proposer(z)
         sx, ex = self._boundaries(off_x)

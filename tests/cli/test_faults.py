@@ -269,12 +269,12 @@ STUCK_DECODE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from apncli.engine import pipeline
-    real = pipeline.decode_image
+    real = pipeline.decode_windows
     def decode(path, *args, **kwargs):
         if Path(path).name == "stuck.png":
             time.sleep(30)
         return real(path, *args, **kwargs)
-    pipeline.decode_image = decode
+    pipeline.decode_windows = decode
     from apncli.cli.app import main
     sys.argv = ["apn", *sys.argv[1:]]
     main()

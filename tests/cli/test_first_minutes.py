@@ -34,14 +34,24 @@ def test_missing_path_fails_before_the_model_loads(run_apn, tmp_path: Path, monk
     assert result.stdout == "" and "Traceback" not in result.stderr
 
 
-def test_missing_path_fails_fast_without_importing_torch(tmp_path: Path) -> None:
-    """The real entry point in a fresh interpreter: refused before torch is even imported (was 2-8 s)."""
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (["scan", "{missing}"], 2, "no such file or directory"),
+    (["explain", "{missing}"], 2, "no such file or directory"),
+    (["explain", "{missing}", "--out", "figure.jpg"], 2, "the figure is a PNG"),
+    (["models", "list"], 0, ""),
+    (["--help"], 0, ""),
+])
+def test_quick_answers_come_without_importing_torch(tmp_path: Path, argv: list[str], code: int,
+                                                    message: str) -> None:
+    """The real entry point in a fresh interpreter: help, the model list and bad inputs are answered before
+    torch is even imported (it takes 2-8 s)."""
+    argv = [a.format(missing=tmp_path / "missing.jpg") for a in argv]
     probe = ("import sys; from apncli.cli.app import app; from apncli.cli.common import run_guarded; "
-             f"sys.argv = ['apn', 'scan', {str(tmp_path / 'missing.jpg')!r}]; code = run_guarded(app); "
-             "print(code, 'torch' in sys.modules)")
+             f"sys.argv = ['apn', *{argv!r}]; code = run_guarded(app); "
+             "print(code, 'torch' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.stdout.split() == ["2", "False"], done.stderr
-    assert "no such file or directory" in done.stderr
+    assert done.stderr.split()[-2:] == [str(code), "False"], done.stderr
+    assert message in done.stderr
 
 
 def test_folder_of_sub_folders_says_what_was_skipped(run_apn, tmp_path: Path, monkeypatch) -> None:

@@ -247,14 +247,14 @@ def test_a_stuck_decode_becomes_an_error_record(run_apn, tiny_weights: Path, tmp
     from apncli.engine import pipeline
 
     release = threading.Event()
-    real_decode = pipeline.decode_image
+    real_decode = pipeline.decode_windows
 
     def slow_for_one(path, *args, **kwargs):
         if Path(path).name == "stuck.png":
             release.wait(30)
         return real_decode(path, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "decode_image", slow_for_one)
+    monkeypatch.setattr(pipeline, "decode_windows", slow_for_one)
     images = [write_image(tmp_path / name, seed=i) for i, name in enumerate(["a.png", "stuck.png", "z.png"])]
     try:
         result = run_apn("scan", *images, "--jsonl", "--weights", tiny_weights, "--decode-timeout", "0.5",

@@ -21,8 +21,11 @@ from apncli.data.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     DecodedImage,
+    DecodedWindows,
+    Windows,
     decode_bytes,
     decode_image,
+    decode_windows,
     is_image_name,
 )
 from apncli.errors import ImageError
@@ -319,3 +322,64 @@ def test_jpeg_without_end_marker_is_accepted_only_when_no_pixel_is_missing(progr
             assert "truncated or corrupt JPEG" in str(exc)
         else:
             assert np.array_equal(pixels, intact), cut
+
+
+def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(("name", "params"), [("a.png", {}), ("b.jpg", {"quality": 90}), ("c.webp", {})])
+@pytest.mark.parametrize("step", [1, 3, 4])
+def test_decode_windows_cuts_the_whole_decodes_pixels(tmp_path: Path, name: str, params: dict,
+                                                      step: int) -> None:
+    """Windows cut without converting the whole image hold exactly its pixels, and ``place`` sees exactly
+    the whole image's 1-in-``step`` subsample (odd sizes: the last row and column count)."""
+    path = tmp_path / name
+    Image.fromarray(_photo(203, 150)).save(path, **params)
+    whole = decode_image(path).pixels
+    seen: list[np.ndarray] = []
+
+    def place(height: int, width: int, sample: np.ndarray) -> list[tuple[int, int]]:
+        seen.append(sample)
+        assert (height, width) == whole.shape[:2]
+        return [(0, 0), (203 - 64, 150 - 64), (70, 31)]
+
+    got = decode_windows(path, Windows(size=64, step=step, place=place))
+    assert isinstance(got, DecodedWindows)
+    assert np.array_equal(seen[0], whole[::step, ::step])
+    assert got.positions == [(0, 0), (139, 86), (70, 31)] and (got.width, got.height) == (150, 203)
+    for (y, x), window in zip(got.positions, got.windows, strict=True):
+        assert window.flags.c_contiguous and np.array_equal(window, whole[y:y + 64, x:x + 64])
+
+
+def _rotated_jpeg(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_photo(90, 120)).save(path, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(("name", "make"), [
+    ("alpha.png", lambda p: Image.fromarray(_photo(90, 120)).convert("RGBA").save(p)),
+    ("grey.png", lambda p: Image.fromarray(_photo(90, 120)).convert("L").save(p)),
+    ("rotated.jpg", _rotated_jpeg),
+    ("small.png", lambda p: Image.fromarray(_photo(40, 120)).save(p)),
+])
+def test_decode_windows_gives_the_whole_image_where_windows_do_not_apply(tmp_path: Path, name: str,
+                                                                          make) -> None:
+    """Alpha, other modes, EXIF rotation and images smaller than a window need the whole-image path."""
+    path = tmp_path / name
+    make(path)
+    got = decode_windows(path, Windows(size=64, step=4, place=lambda *a: [(0, 0)]))
+    assert isinstance(got, DecodedImage)
+    assert np.array_equal(got.pixels, decode_image(path).pixels)
+
+
+def test_decode_windows_reports_errors_as_decode_image_does(tmp_path: Path) -> None:
+    path = tmp_path / "cut.png"
+    path.write_bytes(_encode(Image.fromarray(_photo(90, 120)), "PNG")[:200])
+    with pytest.raises(ImageError) as whole:
+        decode_image(path)
+    with pytest.raises(ImageError) as windows:
+        decode_windows(path, Windows(size=64, step=4, place=lambda *a: [(0, 0)]))
+    assert str(windows.value) == str(whole.value)
