@@ -70,7 +70,7 @@ def scan_command(
     tiles: int | None = typer.Option(
         None, "--tiles", min=1, max=64, show_default=False,
         help="Crops scored per large image; more is thorougher and slower "
-             "\\[default: the checkpoint's, 4 for apn-lite-v1]."),
+             "\\[default: the checkpoint's, 4 for apn-v2]."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),

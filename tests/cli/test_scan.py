@@ -233,7 +233,7 @@ def test_default_detector_scans_offline(run_apn, tmp_path: Path, monkeypatch) ->
     image = write_image(tmp_path / "x.png", size=(160, 120))
     result = run_apn("scan", image, "--jsonl")
     record = _records(result.stdout)[0]
-    assert record["error"] is None and record["model"]["name"] == "apn-lite-v1"
+    assert record["error"] is None and record["model"]["name"] == "apn-v2"
     assert record["verdict"] in {"ai-generated", "real", "inconclusive"}
     assert result.code in (0, 1)
     assert not (tmp_path / "empty-cache").exists()

@@ -44,12 +44,13 @@ def test_weights_dir_is_the_checkout_folder():
 
 def test_shipped_registry_has_the_default_detector_backbones_and_taef2():
     names = [e.name for e in list_entries()]
-    assert names == ["apn-lite-v1", "clip_b16", "convnext_base", "efficientnet_lite0", "efficientnet_lite1",
-                     "efficientnet_lite2", "resnet18", "taef2_decoder", "taef2_encoder"]
-    assert default_name() == "apn-lite-v1"
-    detector = get_entry("apn-lite-v1")
-    assert detector.kind == "detector" and not detector.is_remote
-    assert (weights_dir() / str(detector.file)).is_file()
+    assert names == ["apn-lite-v1", "apn-v2", "clip_b16", "convnext_base", "efficientnet_lite0",
+                     "efficientnet_lite1", "efficientnet_lite2", "resnet18", "taef2_decoder", "taef2_encoder"]
+    assert default_name() == "apn-v2"
+    for name in ("apn-v2", "apn-lite-v1"):  # the previous default stays selectable by name
+        detector = get_entry(name)
+        assert detector.kind == "detector" and not detector.is_remote
+        assert (weights_dir() / str(detector.file)).is_file()
     assert get_entry("taef2_encoder").kind == "autoencoder"
 
 
