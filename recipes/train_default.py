@@ -127,8 +127,9 @@ RECIPE: dict[str, Any] = {
 APN_VARIANTS: dict[str, tuple[str, bool, str]] = {
     "apn": ("both", True, ""),
     "apn-no-implicit": ("both", False, "gen=0,se1=0,mi=0"),
-    "apn-no-band-proposal": ("spatial", True, ""),
-    "apn-no-spatial": ("frequency", True, ""),
+    # one branch alone, without implicit purification, like the shipped run (which the next two ablate)
+    "apn-no-band-proposal": ("spatial", False, "gen=0,se1=0,mi=0"),
+    "apn-no-spatial": ("frequency", False, "gen=0,se1=0,mi=0"),
 }
 VARIANTS = ("apn", "efficientnet", *list(APN_VARIANTS)[1:])
 # Shipped: the seed-0 APN run with the full objective or without implicit purification, whichever has the

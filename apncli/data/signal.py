@@ -21,8 +21,11 @@ TEXTURE_STEP = 3
 """A pixel is textured when some channel differs by at least this many levels from its right or lower
 neighbour (sensor noise and any real-world surface do; flat fills and smooth gradients do not)."""
 
-MIN_TEXTURED_FRACTION = 0.10
-"""Below this share of textured pixels in the analysed crops an image is low-signal."""
+MIN_TEXTURED_FRACTION = 0.20
+"""Below this share of textured pixels in the analysed crops an image is low-signal. 0.20 since apn-v2:
+`bench/low_signal.py` measured drawn chat/settings screens at 15-17% (apn-v2 flagged 12 of 12 at 0.10),
+real photos and photo crops at 25% or more, 2023-25 AI images at 48% or more, and 5% of the 2022 unseen
+diffusion fakes under 23%."""
 
 MAX_PADDED_FRACTION = 0.25
 """Above this share of wrap-padded pixels in a crop (image smaller than the crop) an image is low-signal."""

@@ -45,6 +45,22 @@ def test_flat_tiny_and_padded_images_are_inconclusive_never_flagged(run_apn, tin
     assert table.code == 0  # nothing flagged
 
 
+def test_a_drawn_screen_is_inconclusive_never_flagged(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """A screenshot-like image of solid fills and thin text strokes (~15% textured pixels, like the drawn
+    chat screens `apn-v2` flagged) is low-signal even with --threshold 0."""
+    screen = np.full((320, 320, 3), 245, dtype=np.uint8)
+    screen[:40] = (30, 90, 200)  # title bar
+    for row in range(60, 320, 24):  # lines of "text": short dark strokes on the light background
+        for col in range(12, 300, 9):
+            screen[row:row + 10, col:col + 2] = 20
+    Image.fromarray(screen).save(tmp_path / "screen.png")
+    result = run_apn("scan", tmp_path / "screen.png", "--jsonl", "--weights", tiny_weights,
+                     "--threshold", "0", "--no-provenance")
+    record = _records(result.stdout)["screen.png"]
+    assert 0.10 <= record["textured_fraction"] < 0.20
+    assert record["verdict"] == "inconclusive" and record["low_signal"].startswith("too little texture")
+
+
 def test_explain_gives_the_same_low_signal_verdict(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
     Image.new("RGB", (96, 64), (255, 255, 255)).save(tmp_path / "white.png")
     result = run_apn("explain", tmp_path / "white.png", "--json", "--weights", tiny_weights)
