@@ -121,15 +121,17 @@ RECIPE: dict[str, Any] = {
     # alignment but a raw CLUB pair the features grew until the bound reached -24,000 (pilots, 2026-11-30).
     "feature_space": "unit",
 }
-# name: (branches, semantic teacher, extra loss weights); "efficientnet" is the plain baseline. Without the
-# teacher L_se2/L_se3 are off, so "apn-no-implicit" keeps the explicit purification (band split, subspace
-# projection) and drops every implicit-purification term (alignment, teacher, CLUB).
-APN_VARIANTS: dict[str, tuple[str, bool, str]] = {
-    "apn": ("both", True, ""),
-    "apn-no-implicit": ("both", False, "gen=0,se1=0,mi=0"),
-    # one branch alone, without implicit purification, like the shipped run (which the next two ablate)
-    "apn-no-band-proposal": ("spatial", False, "gen=0,se1=0,mi=0"),
-    "apn-no-spatial": ("frequency", False, "gen=0,se1=0,mi=0"),
+# name: (branches, semantic teacher, extra loss weights, band masks); "efficientnet" is the plain baseline.
+# Without the teacher L_se2/L_se3 are off, so "apn-no-implicit" keeps the explicit purification (band split,
+# subspace projection) and drops every implicit-purification term (alignment, teacher, CLUB).
+APN_VARIANTS: dict[str, tuple[str, bool, str, str]] = {
+    "apn": ("both", True, "", "hard"),
+    "apn-no-implicit": ("both", False, "gen=0,se1=0,mi=0", "hard"),
+    # relative to the shipped run (no implicit purification): one branch alone, or band masks that pass
+    # the task gradient to the band proposers (hard values, soft gradient; the paper's hard masks pass none)
+    "apn-no-band-proposal": ("spatial", False, "gen=0,se1=0,mi=0", "hard"),
+    "apn-no-spatial": ("frequency", False, "gen=0,se1=0,mi=0", "hard"),
+    "apn-straight-through": ("both", False, "gen=0,se1=0,mi=0", "straight-through"),
 }
 VARIANTS = ("apn", "efficientnet", *list(APN_VARIANTS)[1:])
 # Shipped: the seed-0 APN run with the full objective or without implicit purification, whichever has the
@@ -221,13 +223,14 @@ def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeS
     if (out / "model.safetensors").is_file():
         log(f"{out.name}: already trained")
         return
-    branches, use_teacher, extra = APN_VARIANTS[variant]
+    branches, use_teacher, extra, mask = APN_VARIANTS[variant]
     out.mkdir(parents=True, exist_ok=True)
     if use_teacher:  # the shared features file, which the trainer reuses
         shutil.copyfile(work / f"teacher-{TEACHER}.apn-teacher", out / f"teacher-{TEACHER}.apn-teacher")
     cfg = TrainConfig(
         dataset="manifest", data_root=manifest, out=out, model=RECIPE["model"], crop=RECIPE["crop"],
-        branches=branches, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+        branches=branches, mask=mask, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"],
+        lr=RECIPE["lr"],
         step_size=decay_step(manifest, seed, {RECON_SPEC: source}),
         seed=seed, val_fraction=RECIPE["val_fraction"], target_fpr=RECIPE["target_fpr"],
         club_data=RECIPE["club_data"], feature_space=RECIPE["feature_space"], workers=2, device="cpu",
@@ -238,7 +241,8 @@ def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeS
         name=f"{SHIP_NAME}-{out.name}", command=command, progress=False,
         resume=out if (out / "state-last.apn-state").is_file() else None,  # continue an interrupted run
     )
-    log(f"{out.name}: training APN {RECIPE['model']} (branches {branches}, teacher {cfg.teacher})")
+    log(f"{out.name}: training APN {RECIPE['model']} (branches {branches}, masks {mask}, "
+        f"teacher {cfg.teacher})")
     with cached_reconstruction(source):
         train(cfg, log=lambda m: log(f"{out.name}: {m}"))
 
@@ -410,6 +414,7 @@ def markdown(report: dict[str, Any]) -> str:
                 lo, hi = d["ci95"]
                 delta = f"{d['delta_auc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                 lines.append(f"| {other} | {set_name} | {cond} | {delta} |")
+    lines += ablation_lines(report)
     lines += ["", "| run | validation AUC (held-out training files) | threshold | band | train seconds |",
               "|---|---|---|---|---|"]
     for run, info in report["runs"].items():
@@ -417,6 +422,37 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {run} | {info['val_auc']:.4f} | {info['threshold']:.4f} | "
                      f"[{band[0]:.4f}, {band[1]:.4f}] | {info['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+#: What each variant removes or changes, in the paper's ablation terms (reference §6), for the seed table.
+ABLATIONS = {
+    "apn": "full objective (explicit + implicit purification, CLIP teacher)",
+    "apn-no-implicit": "w/o MI and teacher (implicit purification off)",
+    "apn-no-band-proposal": "w/o frequency-band proposal (spatial branch alone)",
+    "apn-no-spatial": "w/o spatial decomposition (frequency branch alone)",
+    "apn-straight-through": "w/o MI and teacher, straight-through band masks",
+    "efficientnet": "plain fine-tuned EfficientNet-Lite0 (no APN)",
+}
+
+
+def ablation_lines(report: dict[str, Any]) -> list[str]:
+    """The ablation table: per variant, ROC-AUC as-is and after JPEG-85 averaged over its seeds (each
+    seed's value in brackets), so seed-to-seed spread is visible beside every difference."""
+    seeds: dict[str, list[str]] = {}
+    for run in report["evaluation"]:
+        variant, _, seed = run.rpartition("-s")
+        if variant in ABLATIONS and seed.isdigit():
+            seeds.setdefault(variant, []).append(run)
+    keys = [f"{s}/{c}" for s in EVAL_SETS for c in ("as-is", "jpeg85")]
+    lines = ["", "Ablations: ROC-AUC, mean over seeds (per seed in brackets):", "",
+             "| variant | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for variant, runs in seeds.items():
+        cells = []
+        for key in keys:
+            aucs = [report["evaluation"][r][key]["auc"] for r in runs]
+            cells.append(f"{np.mean(aucs):.3f} ({', '.join(f'{a:.3f}' for a in aucs)})")
+        lines.append(f"| {variant}: {ABLATIONS[variant]} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_info(run: str, work: Path) -> dict[str, Any]:
@@ -484,7 +520,7 @@ def claim_work_folder(work: Path) -> str | None:
 def train_runs(variants: list[str], seeds: list[int], args: argparse.Namespace, command: str) -> list[str]:
     """Every (variant, seed) run, seed by seed (the shipped run first); returns the run names."""
     manifest = build_manifest(args.data, args.modern, args.work)
-    if any(APN_VARIANTS.get(v, ("", False, ""))[1] for v in variants):
+    if any(APN_VARIANTS.get(v, ("", False, "", ""))[1] for v in variants):
         teacher_features(manifest, args.work)
     source = recon_source(args.work, args.taef2)
     runs = []

@@ -128,6 +128,11 @@ def train_command(
         help="Branches feeding the artifact feature: both (the paper), or spatial / frequency alone "
         "(ablations: without the frequency-band proposal / without the spatial decomposition).",
     ),
+    mask: str | None = typer.Option(
+        None, "--mask",
+        help="Band masks: hard (the paper's; no task gradient reaches the band proposers), soft, or "
+        "straight-through (hard values, soft gradient). Default: the config's.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of splits, shuffling, augmentation and initialisation."),
     val_fraction: float = typer.Option(
         0.1,
@@ -221,6 +226,7 @@ def train_command(
         model=config,
         crop=crop,
         branches=branches,
+        mask=mask,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -257,8 +257,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     A detector never trains, so each Conv→BN pair is one affine map; folding it removes a pass over the
     activations: ``lite`` 12–15 % less CPU per crop (4-crop batches), the EfficientNet-Lite0 trunk ~5 %;
-    logits equal up to float rounding (~1e-7). Not the proposers' 3-channel bottlenecks: folding them
-    measured 25 % *slower* (a biased 3→3 convolution leaves oneDNN for a slow kernel). The ResNets use
+    logits equal up to float rounding (~1e-7). Not the proposers' 3-channel bottlenecks, which run as
+    tensor ops on the convolutions' weights (``model/proposal.py``). The ResNets use
     torchvision's layout (``convN`` feeds ``bnN``; ``downsample`` is conv, BN), which the model keeps for
     weight loading; EfficientNet-Lite lists its pairs (``conv_bn_pairs``). Only call this on a model the
     detector owns: its BatchNorm layers are gone afterwards.

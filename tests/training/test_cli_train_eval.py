@@ -140,3 +140,21 @@ def test_an_ablation_trains_scans_and_refuses_explain(tmp_path: Path, run_apn) -
     assert explain.stderr.strip().count("\n") == 0 and "no frequency branch" in explain.stderr
     bad = run_apn(*_train_args(data, tmp_path / "o"), "--feature-space", "cosine")
     assert bad.code == 2 and "--feature-space must be one of raw, unit" in bad.stderr
+
+
+def test_straight_through_masks_train_and_are_recorded(tmp_path: Path, run_apn) -> None:
+    """`--mask straight-through` (the band-mask ablation: hard values, soft gradient) trains, the checkpoint
+    records it so scans rebuild the same network, and an unknown mode is refused in one line."""
+    data = make_folder_dataset(tmp_path / "data", n=6, gens=("gen_a",))
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, [*_train_args(data, out), *TINY_TRAIN_FLAGS, "--epochs", "1",
+                                 "--max-steps", "2", "--club-data", "reuse", "--val-fraction", "0.5",
+                                 "--mask", "straight-through"])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out / "model.safetensors")["config"]["mask"] == "straight-through"
+    scan = runner.invoke(app, ["scan", "--weights", str(out), "--device", "cpu", "--jsonl",
+                               str(data / "real" / "img000.png")])
+    assert scan.exit_code in (0, 1) and 0 <= json.loads(scan.stdout)["p_ai"] <= 1
+    bad = run_apn(*_train_args(data, tmp_path / "o"), "--mask", "fuzzy")
+    assert bad.code == 2 and bad.stderr.strip().count("\n") == 0 and "mask must be one of" in bad.stderr
