@@ -60,6 +60,15 @@ REALWORLD_MIX: tuple[tuple[float, tuple[int, int], str], ...] = (
     (0.25, (4, 3), "jpeg"),
     (12.0, (4, 3), "jpeg"),
 )
+#: The web-sized mix of issue 18's first measurement (no phone or camera originals): ImageNet-like JPEGs of
+#: ~500 px, 1024x768 JPEGs, ~1-MP PNG photos and 1024² generator PNGs. 4 files, 3.0 MP per cycle.
+WEB_MIX: tuple[tuple[float, tuple[int, int], str], ...] = (
+    (0.19, (4, 3), "jpeg"),
+    (0.79, (4, 3), "jpeg"),
+    (1.0, (3, 2), "png"),
+    (1.05, (1, 1), "png"),
+)
+MIXES = {"realworld": REALWORLD_MIX, "web": WEB_MIX}
 JPEG_QUALITIES = (92, 85, 95, 75)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SUFFIXES = {"jpeg": "jpg", "png": "png", "webp": "webp", "heic": "heic"}

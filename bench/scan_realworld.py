@@ -13,7 +13,7 @@ command on one small file.
 The model is ``--weights`` or, by default, the registry's default detector when it is a ``--config``
 network, else a random-weights ``--config`` checkpoint (same speed as trained weights).
 
-    python bench/scan_realworld.py [--quick] [--weights W.safetensors] [--config pretrained-lite0]
+    python bench/scan_realworld.py [--quick] [--weights W.safetensors] [--config pretrained-lite0] [--mix web]
                                    [--data FOLDER] [--files 48] [--repeats 3] [--out r.json]
 """
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.data:
         folder, origin = args.data, f"your folder {args.data}"
     else:
-        folder, origin = common.mixed_folder(args.files, common.REALWORLD_MIX, "realworld")
+        folder, origin = common.mixed_folder(args.files, common.MIXES[args.mix], args.mix)
     stats = common.folder_stats(folder)
     count = stats["files"]
     weights, note = common.checkpoint_for(args.weights, args.config)
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs[kind].append(common.measure_stream(make([folder]), count, kind))
     stages = _stage_split(folder, weights, args)
     results = {
-        "machine": info, "images": {**stats, "content": origin}, "model": note, "workers": args.workers,
+        "machine": info, "images": {**stats, "content": origin, "mix": None if args.data else args.mix},
+        "model": note, "workers": args.workers,
         "repeats": args.repeats, "batch_size": args.batch_size or "apn scan default",
         "tiles": args.tiles or "model default", "clip": args.clip_note,
         "rows": {kind: common.rate_row(runs[kind], count, startup[kind]) for kind in commands},
@@ -74,6 +75,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weights", help="Checkpoint to scan with (default: see above).")
     parser.add_argument("--config", default="pretrained-lite0",
                         help="Network of the random-weights checkpoint when no --weights (pretrained-lite0).")
+    parser.add_argument("--mix", choices=sorted(common.MIXES), default="realworld",
+                        help="Generated files: realworld (0.25-12 MP, JPEG/PNG/WebP/HEIC; default) or web "
+                        "(issue 18's first mix: web-sized JPEGs and ~1-MP PNGs).")
     parser.add_argument("--files", type=int, help="Generated files (a multiple of 12 keeps the mix; 48).")
     parser.add_argument("--repeats", type=int, help="Floor + scan + peer rounds (default 3; --quick 1).")
     parser.add_argument("--no-clip", action="store_true", help="Leave the CLIP peer out.")

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from apncli.engine import Detector
-    from apncli.engine.pipeline import CPU_BATCH, decode_crops
+    from apncli.engine.pipeline import decode_crops, default_batch
     from apncli.training.metrics import bootstrap_ci, roc_auc
 
     load_before = os.getloadavg()[0]
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             decode_ms = 1000 * (time.thread_time() - start)
             for k in args.tiles:
                 start = time.thread_time()
-                scores[k].append(float(detector.predict_crops(crops[:k], CPU_BATCH).mean()))
+                scores[k].append(float(detector.predict_crops(crops[:k], default_batch(detector)).mean()))
                 cpu_ms[k].append(decode_ms + 1000 * (time.thread_time() - start))
                 used[k].append(min(k, len(crops)))
         for k in args.tiles:

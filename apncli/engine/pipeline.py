@@ -113,10 +113,14 @@ class ScanOptions:
         return (self.shard is None or self.shard.holds(path)) and (self.skip is None or not self.skip(path))
 
 
-#: Crops per forward pass when the caller does not say. On CPU small batches are fastest: the 2·K band
-#: images of a few crops stay in cache (``lite``: 4 crops per pass take 20–25 % less CPU per crop than 16,
-#: and ~140 MB of activations instead of ~410 MB); accelerators want larger batches.
-CPU_BATCH = 4
+#: Pixels per forward pass on CPU when the caller does not say: 16 crops of 128 px, ~5 of 224 px. Fewer,
+#: larger passes mean fewer Python-level operators per crop, and the concurrent single-threaded passes of a
+#: scan contend for the GIL at each one: with `pretrained-lite0` (128 px) 16 crops per pass took 0.82x the
+#: CPU and 0.8x the wall time of 4 on 192 web-sized files (AMD EPYC, 2 cores, 3 rounds; peak RSS +200 MB).
+#: At 224 px (``lite``, ``paper``) the budget gives 5 crops, near the 4 measured fastest there (Intel), where
+#: 16 crops cost 20-25 % more CPU per crop (their activations fall out of cache) and ~3x the memory.
+CPU_BATCH_PIXELS = 16 * 128 * 128
+MAX_CPU_BATCH = 16
 ACCELERATOR_BATCH = 16
 
 
@@ -149,7 +153,7 @@ class _Scan:
         self.detector, self.options = detector, options
         workers = max(1, options.workers)
         self.streams = inference_threads(detector, options)
-        self.batch = options.batch_size or (CPU_BATCH if detector.device.type == "cpu" else ACCELERATOR_BATCH)
+        self.batch = options.batch_size or default_batch(detector)
         self.prefetch = 2 * workers + self.batch
         self.decode_pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apn-decode")
         self.score_pool = futures.ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="apn-score")
@@ -216,6 +220,14 @@ class _Scan:
             for item in decoded:
                 yield _record_for(self.detector, item, scores[start:start + len(item.crops)], self.options)
                 start += len(item.crops)
+
+
+def default_batch(detector: Detector) -> int:
+    """Crops per forward pass when not given: on CPU the pixel budget ``CPU_BATCH_PIXELS`` in 4 to 16 crops
+    (more would hold records back: a group is written when its pass ends), 16 on accelerators."""
+    if detector.device.type != "cpu":
+        return ACCELERATOR_BATCH
+    return min(MAX_CPU_BATCH, max(4, CPU_BATCH_PIXELS // detector.crop_size**2))
 
 
 def inference_threads(detector: Detector, options: ScanOptions) -> int:

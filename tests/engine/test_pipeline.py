@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,15 @@ def test_decode_step_converts_only_the_crops_of_an_rgb_photo(tmp_path: Path, mon
     assert len(decoded.crops) == len(expected) == detector.max_tiles
     assert all(np.array_equal(a, b) for a, b in zip(decoded.crops, expected, strict=True))
     assert decoded.signal == signal and (decoded.width, decoded.height) == (433, 301)
+
+
+@pytest.mark.parametrize(("crop", "expected"), [(32, 16), (128, 16), (224, 5), (448, 4)])
+def test_cpu_passes_hold_a_pixel_budget_of_crops_unless_told(crop: int, expected: int) -> None:
+    """On CPU a pass takes 16 crops of 128 px (apn-v2) but only 5 of 224 px, so activation memory stays
+    bounded whatever the checkpoint's crop; ``--batch-size`` overrides it."""
+    detector = tiny_detector()
+    detector.info = dataclasses.replace(detector.info,
+                                        preprocessing={**detector.info.preprocessing, "crop": crop})
+    assert pipeline.default_batch(detector) == expected
+    assert pipeline._Scan(detector, pipeline.ScanOptions()).batch == expected
+    assert pipeline._Scan(detector, pipeline.ScanOptions(batch_size=3)).batch == 3
