@@ -166,7 +166,7 @@ def test_help_has_no_type_tags_and_shows_defaults(run_apn, monkeypatch) -> None:
     for tag in ("<bool>", "<list[", "<int", "<float", "<path>", "<str>"):
         assert tag not in scan.stdout
     assert "--batch-size" in scan.stdout and "N" in scan.stdout
-    assert "[default: 4 on CPU, 16 on GPU]" in scan.stdout
+    assert "[default: 16 on GPU; on CPU 16 crops of 128 px, 5 of 224 px]" in scan.stdout
     assert "[default: the checkpoint's, 4" in scan.stdout
     explain = run_apn("explain", "--help")
     assert "1 verdict ai-generated" in explain.stdout
