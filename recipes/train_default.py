@@ -534,6 +534,20 @@ def train_runs(variants: list[str], seeds: list[int], args: argparse.Namespace, 
     return runs
 
 
+def trained_runs(variants: list[str], seeds: list[int], work: Path) -> list[str]:
+    """The (variant, seed) runs already trained in ``work``, in ``train_runs`` order; logs the missing."""
+    runs = []
+    for seed in seeds:
+        for v in variants:
+            run = f"{v}-s{seed}"
+            done = work / run / ("baseline.json" if v == "efficientnet" else "model.safetensors")
+            if done.is_file():
+                runs.append(run)
+            else:
+                log(f"{run}: not trained in {work}; left out of the report")
+    return runs
+
+
 def report_runs(runs: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
     report: dict[str, Any] = {"recipe": recipe_record(), "command": command, "runs": {}, "evaluation": {}}
     for run in runs:
@@ -560,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ship", action="store_true",
                         help="write the report into --work, not weights/ or recipes/results/")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the shipped checkpoint only")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: evaluate and report the runs of --variants x --seeds already "
+                        "trained in --work (the others are logged as missing); implies --no-ship")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     command = "python recipes/train_default.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -579,7 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         log(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
         return 2
-    runs = train_runs(variants, [int(x) for x in args.seeds.split(",") if x], args, command)
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    if args.report_only:
+        args.no_ship = True  # a report never replaces the shipped file
+        runs = trained_runs(variants, seeds, args.work)
+        if not runs:
+            log("no trained runs to report")
+            return 2
+    else:
+        runs = train_runs(variants, seeds, args, command)
     if args.train_only:
         return 0
     report = report_runs(runs, args, command)

@@ -102,3 +102,28 @@ def test_recipe_refuses_a_work_folder_from_other_settings(tmp_path: Path, monkey
     unstamped = tmp_path / "old"
     (unstamped / "apn-s0").mkdir(parents=True)  # runs from before the stamp existed
     assert "older recipe revision" in recipe.claim_work_folder(unstamped)
+
+
+def test_recipe_reports_only_trained_runs_and_averages_seeds(tmp_path: Path, capsys) -> None:
+    """`--report-only` reports what is trained (and says what is not); the ablation table averages each
+    variant over its seeds and shows every seed's value."""
+    import train_default as recipe
+
+    (tmp_path / "apn-no-implicit-s0").mkdir()
+    (tmp_path / "apn-no-implicit-s0" / "model.safetensors").touch()
+    (tmp_path / "apn-no-implicit-s1").mkdir()
+    (tmp_path / "apn-no-implicit-s1" / "model.safetensors").touch()
+    (tmp_path / "efficientnet-s1").mkdir()
+    (tmp_path / "efficientnet-s1" / "baseline.json").touch()
+    runs = recipe.trained_runs(["apn-no-implicit", "efficientnet"], [0, 1], tmp_path)
+    assert runs == ["apn-no-implicit-s0", "apn-no-implicit-s1", "efficientnet-s1"]
+    assert "efficientnet-s0: not trained" in capsys.readouterr().out
+
+    keys = [f"{s}/{c}" for s in recipe.EVAL_SETS for c in recipe.CONDITIONS]
+    aucs = {"apn-no-implicit-s0": 0.9, "apn-no-implicit-s1": 0.8, "efficientnet-s1": 0.7, "apn-lite-v1": 0.6}
+    report = {"evaluation": {run: {k: {"auc": auc} for k in keys} for run, auc in aucs.items()}}
+    lines = recipe.ablation_lines(report)
+    row = next(line for line in lines if line.startswith("| apn-no-implicit:"))
+    assert "| 2 | 0.850 (0.900, 0.800) |" in row
+    assert any(line.startswith("| efficientnet:") and "| 1 | 0.700 (0.700) |" in line for line in lines)
+    assert not any("apn-lite-v1" in line for line in lines)  # not a variant of this recipe
