@@ -142,7 +142,6 @@ class AxisProposer(nn.Module):
         feat = self.neck(self._collapse(self.body(z)))
         return self.score_head(feat), self.boundary_head(feat)
 
-
     def _collapse(self, z: Tensor) -> Tensor:
         """``self.collapse`` as sums: (B,3,H,W') → the (B,3,L) profile (L = H for x, W' for y).
 
