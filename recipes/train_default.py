@@ -415,6 +415,15 @@ def markdown(report: dict[str, Any]) -> str:
                 delta = f"{d['delta_auc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                 lines.append(f"| {other} | {set_name} | {cond} | {delta} |")
     lines += ablation_lines(report)
+    if report.get("seed_matched"):
+        keys = [f"{s}/{c}" for s in EVAL_SETS for c in ("as-is", "jpeg85")]
+        lines += ["", "Seed by seed: ΔAUC of the shipped variant minus each other variant trained with the "
+                  "same seed, paired 95% bootstrap interval:", "",
+                  "| runs | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for pair, res in report["seed_matched"].items():
+            cells = [f"{res[k]['delta_auc']:+.3f} [{res[k]['ci95'][0]:+.3f}, {res[k]['ci95'][1]:+.3f}]"
+                     for k in keys]
+            lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     lines += ["", "| run | validation AUC (held-out training files) | threshold | band | train seconds |",
               "|---|---|---|---|---|"]
     for run, info in report["runs"].items():
@@ -548,6 +557,18 @@ def trained_runs(variants: list[str], seeds: list[int], work: Path) -> list[str]
     return runs
 
 
+def seed_matched(runs: list[str], reference: str, work: Path) -> dict[str, Any]:
+    """ΔAUC of the shipped variant's run of each seed minus every other variant's run of the same seed: the
+    ablation differences seed by seed, since one seed's difference can be the seed's, not the variant's."""
+    out = {}
+    for run in runs:
+        variant, _, seed = run.rpartition("-s")
+        ref = f"{reference}-s{seed}"
+        if variant != reference and ref in runs:
+            out[f"{ref} − {run}"] = compare(work, ref, run)
+    return out
+
+
 def report_runs(runs: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
     report: dict[str, Any] = {"recipe": recipe_record(), "command": command, "runs": {}, "evaluation": {}}
     for run in runs:
@@ -558,6 +579,7 @@ def report_runs(runs: list[str], args: argparse.Namespace, command: str) -> dict
     chosen = max(candidates, key=lambda r: report["runs"][r]["val_auc"])
     report["shipped"] = {"run": chosen, "rule": "highest validation AUC of " + ", ".join(candidates)}
     report["comparisons"] = {b: compare(args.work, chosen, b) for b in (*runs, PREVIOUS) if b != chosen}
+    report["seed_matched"] = seed_matched(runs, chosen.rpartition("-s")[0], args.work)
     return report
 
 

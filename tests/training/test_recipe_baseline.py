@@ -127,3 +127,25 @@ def test_recipe_reports_only_trained_runs_and_averages_seeds(tmp_path: Path, cap
     assert "| 2 | 0.850 (0.900, 0.800) |" in row
     assert any(line.startswith("| efficientnet:") and "| 1 | 0.700 (0.700) |" in line for line in lines)
     assert not any("apn-lite-v1" in line for line in lines)  # not a variant of this recipe
+
+
+def test_recipe_compares_ablations_seed_by_seed(tmp_path: Path) -> None:
+    """Each ablation run is compared with the shipped variant's run of the *same* seed (paired), and a run
+    without its seed-mate is left out rather than compared across seeds."""
+    import train_default as recipe
+
+    labels = np.repeat([0, 1], 30)
+    noise = np.random.default_rng(1).normal(size=60)
+    runs = {"apn-no-implicit-s1": noise + 2 * labels, "apn-no-band-proposal-s1": noise + labels,
+            "apn-no-band-proposal-s0": noise}
+    for run, scores in runs.items():
+        for set_name in recipe.EVAL_SETS:
+            for cond in recipe.CONDITIONS:
+                path = tmp_path / "scores" / f"{run}--{set_name}--{cond}.json"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(json.dumps({"paths": [str(i) for i in range(60)], "labels": labels.tolist(),
+                                            "scores": scores.tolist()}))
+    result = recipe.seed_matched(list(runs), "apn-no-implicit", tmp_path)
+    assert list(result) == ["apn-no-implicit-s1 − apn-no-band-proposal-s1"]
+    delta = result["apn-no-implicit-s1 − apn-no-band-proposal-s1"]["modern-2025/as-is"]
+    assert delta["delta_auc"] > 0 and delta["ci95"][0] < delta["delta_auc"] < delta["ci95"][1]
