@@ -143,6 +143,8 @@ _HALF, _JPEG85 = Perturbation.parse("resize:0.5"), Perturbation.parse("jpeg:85")
 CONDITIONS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
     "as-is": None, "jpeg85": _JPEG85, "half-jpeg85": lambda rgb: _JPEG85(_HALF(rgb))}
 N_BOOT = 1000
+#: The eval set / condition pairs of the summary tables (ablations, seed-matched differences).
+TABLE_COLUMNS = [f"{s}/{c}" for s in EVAL_SETS for c in ("as-is", "jpeg85")]
 
 
 def log(message: str) -> None:
@@ -218,9 +220,14 @@ def decay_step(manifest: Path, seed: int, fakes: dict[str, FakeSource]) -> int:
     return RECIPE["lr_decay_after_epochs"] * (items // RECIPE["batch_size"])
 
 
+def trained_file(work: Path, run: str) -> Path:
+    """The file a finished run leaves: the checkpoint of an APN run, the summary of a baseline run."""
+    return work / run / ("baseline.json" if run.startswith("efficientnet") else "model.safetensors")
+
+
 def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeSource, command: str) -> None:
     out = work / f"{variant}-s{seed}"
-    if (out / "model.safetensors").is_file():
+    if trained_file(work, out.name).is_file():
         log(f"{out.name}: already trained")
         return
     branches, use_teacher, extra, mask = APN_VARIANTS[variant]
@@ -249,7 +256,7 @@ def train_apn(variant: str, seed: int, manifest: Path, work: Path, source: FakeS
 
 def train_cnn(seed: int, manifest: Path, work: Path, source: FakeSource) -> None:
     out = work / f"efficientnet-s{seed}"
-    if (out / "baseline.json").is_file():
+    if trained_file(work, out.name).is_file():
         log(f"{out.name}: already trained")
         return
     sources = {RECON_SPEC: source}
@@ -416,13 +423,12 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {other} | {set_name} | {cond} | {delta} |")
     lines += ablation_lines(report)
     if report.get("seed_matched"):
-        keys = [f"{s}/{c}" for s in EVAL_SETS for c in ("as-is", "jpeg85")]
         lines += ["", "Seed by seed: ΔAUC of the shipped variant minus each other variant trained with the "
                   "same seed, paired 95% bootstrap interval:", "",
-                  "| runs | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+                  "| runs | " + " | ".join(TABLE_COLUMNS) + " |", "|---|" + "---|" * len(TABLE_COLUMNS)]
         for pair, res in report["seed_matched"].items():
             cells = [f"{res[k]['delta_auc']:+.3f} [{res[k]['ci95'][0]:+.3f}, {res[k]['ci95'][1]:+.3f}]"
-                     for k in keys]
+                     for k in TABLE_COLUMNS]
             lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     lines += ["", "| run | validation AUC (held-out training files) | threshold | band | train seconds |",
               "|---|---|---|---|---|"]
@@ -452,12 +458,12 @@ def ablation_lines(report: dict[str, Any]) -> list[str]:
         variant, _, seed = run.rpartition("-s")
         if variant in ABLATIONS and seed.isdigit():
             seeds.setdefault(variant, []).append(run)
-    keys = [f"{s}/{c}" for s in EVAL_SETS for c in ("as-is", "jpeg85")]
     lines = ["", "Ablations: ROC-AUC, mean over seeds (per seed in brackets):", "",
-             "| variant | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+             "| variant | seeds | " + " | ".join(TABLE_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(TABLE_COLUMNS)]
     for variant, runs in seeds.items():
         cells = []
-        for key in keys:
+        for key in TABLE_COLUMNS:
             aucs = [report["evaluation"][r][key]["auc"] for r in runs]
             cells.append(f"{np.mean(aucs):.3f} ({', '.join(f'{a:.3f}' for a in aucs)})")
         lines.append(f"| {variant}: {ABLATIONS[variant]} | {len(runs)} | " + " | ".join(cells) + " |")
@@ -549,8 +555,7 @@ def trained_runs(variants: list[str], seeds: list[int], work: Path) -> list[str]
     for seed in seeds:
         for v in variants:
             run = f"{v}-s{seed}"
-            done = work / run / ("baseline.json" if v == "efficientnet" else "model.safetensors")
-            if done.is_file():
+            if trained_file(work, run).is_file():
                 runs.append(run)
             else:
                 log(f"{run}: not trained in {work}; left out of the report")

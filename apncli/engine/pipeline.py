@@ -116,7 +116,7 @@ class ScanOptions:
 #: Pixels per forward pass on CPU when the caller does not say: 16 crops of 128 px, ~5 of 224 px. Fewer,
 #: larger passes mean fewer Python-level operators per crop, and the concurrent single-threaded passes of a
 #: scan contend for the GIL at each one: with `pretrained-lite0` (128 px) 16 crops per pass took 0.82x the
-#: CPU and 0.8x the wall time of 4 on 192 web-sized files (AMD EPYC, 2 cores, 3 rounds; peak RSS +200 MB).
+#: CPU and 0.82x the wall time of 4 on 192 web-sized files (AMD EPYC, 2 cores, 3 rounds; peak RSS +200 MB).
 #: At 224 px (``lite``, ``paper``) the budget gives 5 crops, near the 4 measured fastest there (Intel), where
 #: 16 crops cost 20-25 % more CPU per crop (their activations fall out of cache) and ~3x the memory.
 CPU_BATCH_PIXELS = 16 * 128 * 128
