@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from tiles_accuracy import _eval_sets
+from tiles_accuracy import eval_sets
 
 TOLERANCE = 0.01
 BATCH = 16
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = Detector.load(args.weights, device="cpu")
     torch.set_num_threads(1)  # as a scan runs each forward pass
     scores: dict[str, dict[str, Any]] = {}
-    for name, samples in _eval_sets(args.eval):
+    for name, samples in eval_sets(args.eval):
         for path, _ in samples:
             decoded = decode_crops(detector, path)
             p = float(detector.predict_crops(decoded.crops, BATCH).mean())

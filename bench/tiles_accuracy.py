@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     detector = Detector.load(weights, device="cpu", tiles=max(args.tiles))
     torch.set_num_threads(1)  # as a scan runs each forward pass
     rows = []
-    for name, samples in _eval_sets(args.eval):
+    for name, samples in eval_sets(args.eval):
         labels = np.array([label for _, label in samples])
         scores = {k: [] for k in args.tiles}
         cpu_ms = {k: [] for k in args.tiles}
@@ -80,7 +80,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _eval_sets(root: Path) -> list[tuple[str, list[tuple[Path, int]]]]:
+def eval_sets(root: Path) -> list[tuple[str, list[tuple[Path, int]]]]:
     """(set name, [(file, label)]) for every folder of ``root`` holding ``0_real/`` and ``1_fake/``."""
     from apncli.data.images import IMAGE_EXTENSIONS
 
