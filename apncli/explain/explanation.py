@@ -87,10 +87,12 @@ class Band:
 
 @dataclass(frozen=True)
 class Tile:
-    """One crop the detector scored: box (x, y, width, height) on the padded canvas and its p(AI)."""
+    """One crop the detector scored: box (x, y, width, height) on the padded canvas, its p(AI), and the
+    verdict the detector's rule gives that score on its own (image-level low signal aside)."""
 
     box: tuple[int, int, int, int]
     p_ai: float
+    verdict: str
 
 
 @dataclass
@@ -243,7 +245,7 @@ def explain_image(detector: Detector, rgb: np.ndarray, *, occlusion: bool = True
         artifact, artifact_range = _artifact_map(out.art_images, weights)
         log_spec = spectra.log_amplitude(analysis.input_tensor[0])
     occ = None if p_without is None else p_without.cpu().numpy().astype(np.float64)
-    tiles, index = _tiles(analysis)
+    tiles, index = _tiles(detector, analysis)
     overview, overview_scale = _overview(detector, rgb)
     return Explanation(
         source=source,
@@ -331,10 +333,10 @@ def _ranges(prop: BandProposal, height: int, width: int) -> list[list[ChannelRan
     return out
 
 
-def _tiles(analysis: Analysis) -> tuple[list[Tile], int]:
-    """Every scored crop with its p(AI), and which of them was analysed."""
+def _tiles(detector: Detector, analysis: Analysis) -> tuple[list[Tile], int]:
+    """Every scored crop with its p(AI) and the verdict of that score, and which of them was analysed."""
     plan = analysis.plan
-    tiles = [Tile((x, y, plan.size, plan.size), float(p))
+    tiles = [Tile((x, y, plan.size, plan.size), float(p), detector.verdict(float(p)))
              for (y, x), p in zip(plan.positions, analysis.tile_probabilities, strict=True)]
     return tiles, analysis.tile_index
 

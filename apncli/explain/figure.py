@@ -31,6 +31,7 @@ from PIL import PngImagePlugin
 from apncli import __version__
 from apncli.explain import drawing as dr
 from apncli.explain.explanation import SCHEMA, Explanation
+from apncli.explain.occlusion import WITHOUT_BAND
 from apncli.explain.reading import plain_reading, tile_role
 from apncli.files import give_default_mode
 
@@ -39,8 +40,8 @@ CELL = (430, 410)  # one panel: title, plot, axes, colour bar
 MARGIN = 20
 HEADER = 112
 MAPS_NOTE = ("How the maps are made: log(1+|X|) spectra of the crop, centred, in cycles/pixel; band maps "
-             "sum_k w_k*mask_k / sum_k w_k from the network's own masks and weights; occlusion dp_k = "
-             "p(crop) - p(crop without band k's amplitude bins). Details: docs/explain-schema.md.")
+             "sum_k w_k*mask_k / sum_k w_k from the network's own masks and weights; occlusion of a band: "
+             f"dp = p(crop) - p({WITHOUT_BAND}). Details: docs/explain-schema.md.")
 FOOTER_LINE = 19  # one footer line, in pixels
 FOOTER_CHARS = 170  # reading sentences wrap at this many characters
 PLOT_OFFSET = (66, 58)  # plot area's top-left inside its cell: room for y-axis labels and titles
@@ -139,11 +140,11 @@ def _header(fig: dr.Figure, e: Explanation, width: int) -> None:
 
 
 def _footer_lines(e: Explanation) -> list[tuple[str, bool]]:
-    """(text, is_reading): the plain-language reading, wrapped, then one line on how the maps are made."""
+    """(text, is_reading): the plain-language reading, then how the maps are made, both wrapped."""
     lines = [("In plain words", True)]
     for sentence in plain_reading(e):
         lines += [(part, True) for part in textwrap.wrap(sentence, FOOTER_CHARS, subsequent_indent="   ")]
-    lines.append((MAPS_NOTE, False))
+    lines += [(part, False) for part in textwrap.wrap(MAPS_NOTE, FOOTER_CHARS)]
     return lines
 
 

@@ -19,6 +19,11 @@ from torch import Tensor
 
 from apncli.model import APN
 
+#: What "without band k" means, for every view that shows Δp (terminal caption, figure note, README).
+WITHOUT_BAND = ("the crop with its Fourier coefficients zeroed inside the band's amplitude stripes (soft "
+                "masks: scaled by 1 - mask), per colour channel, so those frequencies lose amplitude and "
+                "phase alike while the band's phase stripes are left alone")
+
 
 def remove_band(x: Tensor, mask: Tensor) -> Tensor:
     """x (..., 3, H, W) with the rfft2 bins where ``mask`` (..., 3, H, W') is 1 zeroed (soft masks scale)."""
@@ -44,4 +49,4 @@ def occluded_probabilities(model: APN, x: Tensor, amplitude_masks: Tensor, chunk
     return torch.cat(probabilities)
 
 
-__all__ = ["occluded_probabilities", "remove_band"]
+__all__ = ["WITHOUT_BAND", "occluded_probabilities", "remove_band"]

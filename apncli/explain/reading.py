@@ -8,6 +8,8 @@ information is said once ("no single band stands out") instead of being drawn as
 
 from __future__ import annotations
 
+from collections import Counter
+
 from apncli.engine.verdicts import AI_GENERATED, INCONCLUSIVE, REAL
 from apncli.explain.explanation import Band, Explanation
 
@@ -18,8 +20,8 @@ WIDE_MARGIN = 0.10
 EVEN_WEIGHTS = 1.2
 #: A band whose removal moves p(AI) by less than this carries little evidence on its own.
 SMALL_DELTA = 0.05
-#: Tiles further apart than this disagree.
-TILE_SPREAD = 0.15
+#: The order verdicts are counted in when tiles disagree.
+VERDICTS = (REAL, INCONCLUSIVE, AI_GENERATED)
 CHANGE = "What would change it:"
 
 
@@ -33,7 +35,15 @@ def tile_role(e: Explanation) -> str:
 
 def bands_stand_out(e: Explanation) -> bool:
     """Whether the weights or the occlusion single out a band (otherwise a band table says nothing)."""
-    return _uneven(e.bands) or _strongest_delta(e.bands) is not None
+    return _uneven(e.bands) or bool(notable_bands(e))
+
+
+def notable_bands(e: Explanation) -> list[Band]:
+    """Bands whose removal moves the crop's p(AI) by SMALL_DELTA or more (none without occlusion).
+
+    The reading names the strongest of them, so any view listing a subset of bands must list these.
+    """
+    return [b for b in e.bands if b.occlusion_delta is not None and abs(b.occlusion_delta) >= SMALL_DELTA]
 
 
 def plain_reading(e: Explanation) -> list[str]:
@@ -53,10 +63,21 @@ def _edges(e: Explanation) -> tuple[float, float] | None:
 
 
 def _rule(e: Explanation) -> str:
+    """The rule as ``Detector.verdict`` applies it to a score.
+
+    A checkpoint's threshold lies inside its inconclusive band (engine.checkpoint checks it), so with a
+    non-empty band the threshold never decides: the band, edges included, reads inconclusive and only
+    scores past its edges read real or ai-generated. With an empty band the threshold is the one edge.
+    """
     edges = _edges(e)
-    band = f", and 'inconclusive' from {edges[0]:.3f} to {edges[1]:.3f}" if edges else ""
+    if edges is None:
+        rule = f"real below {e.threshold:.3f}, ai-generated from {e.threshold:.3f} up"
+    else:
+        low, high = edges
+        rule = (f"real below {low:.3f}, inconclusive from {low:.3f} to {high:.3f} (both included), "
+                f"ai-generated above {high:.3f}")
     return (f"p(AI) = {e.p_ai:.3f} is the model's score (0 = real, 1 = AI-generated), not a probability of "
-            f"being right. This model says ai-generated from {e.threshold:.3f}{band}.")
+            f"being right. This model reads it as {rule}.")
 
 
 def _margin(e: Explanation) -> str:
@@ -95,10 +116,15 @@ def _change(e: Explanation) -> str:
 
 
 def _tiles(e: Explanation) -> str:
+    """Tiles agree only when each tile's score alone would get the same verdict; else count per verdict."""
     scores = [t.p_ai for t in e.tiles]
     low, high = min(scores), max(scores)
-    agree = ("They disagree: parts of the image look different to the model."
-             if high - low > TILE_SPREAD else "They agree.")
+    counts = Counter(t.verdict for t in e.tiles)
+    if len(counts) == 1:
+        agree = f"They agree: each tile alone would read {e.tiles[0].verdict}."
+    else:
+        split = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+        agree = f"They do not agree: tile by tile the verdicts would be {split}."
     return (f"The image was scored as {len(scores)} tiles ({low:.3f} to {high:.3f}; the image score is their "
             f"mean). {agree} Shown: tile {e.tile_index + 1}, {tile_role(e)} (p(AI) {e.p_crop:.3f}).")
 
@@ -119,21 +145,19 @@ def _weights(e: Explanation) -> str:
     return f"{intro} Band {top.index} weighs most ({top.share:.0%} of the total)."
 
 
-def _strongest_delta(bands: list[Band]) -> Band | None:
-    moved = [b for b in bands if b.occlusion_delta is not None and abs(b.occlusion_delta) >= SMALL_DELTA]
-    return max(moved, key=lambda b: abs(b.occlusion_delta or 0.0)) if moved else None
-
-
 def _occlusion(e: Explanation) -> str:
-    strongest = _strongest_delta(e.bands)
-    if strongest is None:
+    """The band whose removal moves p(AI) most, signed as everywhere else: dp = p(crop) - p(without band)."""
+    moved = notable_bands(e)
+    if not moved:
         largest = max((abs(b.occlusion_delta or 0.0) for b in e.bands), default=0.0)
         return (f"Removing any one band moves the crop's p(AI) by at most {largest:.3f}: the evidence is "
                 "spread over the spectrum, not in one band.")
+    strongest = max(moved, key=lambda b: abs(b.occlusion_delta or 0.0))
     delta = strongest.occlusion_delta or 0.0
-    towards = "AI-generated" if delta > 0 else "real"
-    return (f"Removing band {strongest.index} moves the crop's p(AI) by {-delta:+.3f}: its content pushes "
-            f"the score toward {towards}.")
+    change, towards = ("lowers", "AI-generated") if delta > 0 else ("raises", "real")
+    return (f"Removing band {strongest.index} {change} the crop's p(AI) by {abs(delta):.3f} (from "
+            f"{e.p_crop:.3f} to {e.p_crop - delta:.3f}, dp = {delta:+.3f}): its content pushes the score "
+            f"toward {towards}.")
 
 
-__all__ = ["bands_stand_out", "plain_reading", "tile_role"]
+__all__ = ["bands_stand_out", "notable_bands", "plain_reading", "tile_role"]

@@ -14,8 +14,9 @@ from rich.text import Text
 
 from apncli.errors import printable
 from apncli.explain import drawing, spectra
-from apncli.explain.explanation import CHANNELS, MAP_CELLS, AxisRange, Explanation
-from apncli.explain.reading import bands_stand_out, plain_reading, tile_role
+from apncli.explain.explanation import CHANNELS, MAP_CELLS, AxisRange, Band, Explanation
+from apncli.explain.occlusion import WITHOUT_BAND
+from apncli.explain.reading import SMALL_DELTA, bands_stand_out, notable_bands, plain_reading, tile_role
 
 TOP_BANDS = 5
 RAMP = " .:-=+*#%@"
@@ -134,22 +135,41 @@ def _legend(colour: bool, top: float) -> Text:
 
 
 # ------------------------------------------------------------------------------------------------- table
+def table_bands(e: Explanation) -> list[Band]:
+    """The bands the table shows, heaviest first: the TOP_BANDS heaviest plus every notable band.
+
+    Weights alone would hide the band the reading names for its occlusion effect whenever that band is
+    light (weights are often near-equal, occlusion effects rarely are). Adding every band whose removal
+    moves p(AI) by SMALL_DELTA or more keeps each band the reading names in the table (the heaviest one
+    is always in the top by weight) while a model with many bands still gets a short table.
+    """
+    shown = {b.index for b in e.bands_by_weight()[:TOP_BANDS]} | {b.index for b in notable_bands(e)}
+    return [b for b in e.bands_by_weight() if b.index in shown]
+
+
+def _table_title(e: Explanation, shown: int) -> str:
+    if shown == len(e.bands):
+        which = f"All {shown} bands by weight"
+    else:
+        which = (f"{shown} of {len(e.bands)} bands by weight: the {TOP_BANDS} heaviest and any with "
+                 f"|dp| >= {SMALL_DELTA}")
+    return f"{which} (frequencies in cycles/pixel; all in --json)"
+
+
 def _band_table(e: Explanation) -> Table:
     """One block per band (amplitude row, phase row), so it fits an 80-column terminal."""
-    top = e.bands_by_weight()[:TOP_BANDS]
-    title = f"Top {len(top)} of {len(e.bands)} bands by weight (frequencies in cycles/pixel; all in --json)"
-    table = Table(title=title, title_justify="left", header_style="bold")
+    shown = table_bands(e)
+    table = Table(title=_table_title(e, len(shown)), title_justify="left", header_style="bold")
     for header, justify in (("k", "right"), ("weight", "right"), ("dp", "right"), ("", "left"),
                             ("f_y (row stripe)", "left"), ("f_x (column stripe)", "left")):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for band in top:
+    for band in shown:
         delta = "-" if band.occlusion_delta is None else f"{band.occlusion_delta:+.3f}"
         for i, (name, component) in enumerate((("amp", band.amplitude), ("phase", band.phase))):
             lead = [str(band.index), f"{band.weight:.3f}", delta] if i == 0 else ["", "", ""]
             table.add_row(*lead, name, _channels([r.rows for r in component]),
                           _channels([r.columns for r in component]), end_section=i == 1)
-    table.caption = ("one line per channel (B, G, R) where they differ; "
-                     "dp = p(crop) - p(crop without the band's amplitude bins)")
+    table.caption = f"one line per channel (B, G, R) where they differ; dp = p(crop) - p({WITHOUT_BAND})"
     return table
 
 
@@ -167,4 +187,4 @@ def _axis(axis: AxisRange) -> str:
     return " & ".join(f"{lo:.3f}" if lo == hi else f"{lo:.3f}..{hi:.3f}" for lo, hi in axis.cycles_per_pixel)
 
 
-__all__ = ["render_terminal"]
+__all__ = ["render_terminal", "table_bands"]

@@ -78,7 +78,7 @@ def test_terminal_view_has_verdict_maps_and_bands(explanation, color_system) -> 
     assert explanation.verdict.upper() in text
     assert f"{explanation.p_ai:.3f}" in text
     assert "amplitude bands" in text and "phase bands" in text and "f_x (cycles/pixel)" in text
-    assert ("Top 3 of 3 bands" in text) == bands_stand_out(explanation)
+    assert ("All 3 bands by weight" in text) == bands_stand_out(explanation)
     assert "In plain words" in text and "What would change it" in text
     assert "x=" in text and "tile" in text
     map_lines = [line for line in text.splitlines() if line.startswith("  f_y")]
