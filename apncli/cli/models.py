@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
@@ -80,15 +81,17 @@ def path_command(name: str = typer.Argument(..., help="Registered name or a path
 
 @models_app.command("verify")
 def verify_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> int:
-    """Re-hash every cached file; corrupt ones are deleted. Exit 2 if any was corrupt."""
+    """Re-hash every shipped, installed and cached file against its registered sha256; corrupt cached
+    downloads are deleted. Each missing or corrupt file gets one error line on stderr, and exit code 2."""
     results = cache.verify_cache()
     if as_json:
-        typer.echo(output.dumps([{"name": name, "status": status} for name, status in results], indent=2))
+        typer.echo(output.dumps([result._asdict() for result in results], indent=2))
     else:
         table = Table("name", "status", header_style="bold")
-        for name, status in results:
-            style = "red" if "corrupt" in status or "missing" in status else ""
-            table.add_row(name, f"[{style}]{status}[/]" if style else status)
+        for result in results:
+            table.add_row(result.name, Text(result.status, style="red" if result.problem else ""))
         Console(soft_wrap=True).print(table)
-    broken = any("corrupt" in status or "missing" in status for _, status in results)
-    return ExitCode.ERROR if broken else ExitCode.OK
+    problems = [result.problem for result in results if result.problem]
+    for problem in problems:
+        common.error(problem)
+    return ExitCode.ERROR if problems else ExitCode.OK
