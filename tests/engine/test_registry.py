@@ -68,6 +68,12 @@ def test_shipped_detectors_are_pinned_to_the_committed_files():
         assert (path.stat().st_size, file_digest(path)) == (entry.size, entry.sha256)
 
 
+def test_default_detector_description_matches_the_model_card():
+    """The model card ships the explicit-purification run (`apn-no-implicit`): no CLIP teacher."""
+    description = get_entry("apn-v2").description
+    assert "no CLIP teacher" in description and "explicit purification only" in description
+
+
 def test_shipped_remote_entries_are_fully_pinned():
     for entry in (e for e in list_entries() if e.is_remote):
         assert entry.url is not None
