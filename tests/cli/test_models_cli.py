@@ -137,3 +137,15 @@ def test_a_damaged_shipped_detector_fails_verify_and_is_not_scored(run_apn, ship
     assert scan.code == 2 and scan.stdout == ""
     assert len(scan.stderr.strip().splitlines()) == 1 and re.match(one_line, scan.stderr)
 
+
+def test_list_shows_shipped_sizes_and_reads_at_80_columns(run_apn, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = {m["name"]: m for m in json.loads(run_apn("models", "list", "--json").stdout)["models"]}
+    for name in DETECTORS:
+        assert models[name]["size"] == (registry.weights_dir() / f"{name}.safetensors").stat().st_size
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = run_apn("models", "list").stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    rows = {line.split()[0]: line.split() for line in lines if line and not line.startswith(" ")}
+    assert rows["apn-v2"][1:] == ["(default)", "detector", "shipped", "33.2", "MB"]
+    assert rows["apn-lite-v1"][1:] == ["detector", "shipped", "9.0", "MB"]
+    assert rows["efficientnet_lite0"][1] == "backbone"  # names are never folded across lines
