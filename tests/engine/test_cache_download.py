@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -12,6 +14,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+import apncli.engine.cache as cache_module
 from apncli.engine.cache import cache_dir, cache_path, resolve_weights, verify_cache
 from apncli.engine.download import download
 from apncli.engine.registry import RegistryEntry
@@ -297,11 +300,49 @@ def test_verify_cache_rehashes_and_removes_corrupt_files(payload, isolated_env):
     isolated_env.mkdir()
     (isolated_env / "a.bin").write_bytes(payload)
     (isolated_env / "b.bin").write_bytes(b"X")  # right size, wrong content
-    assert verify_cache(registry) == [
+    checks = verify_cache(registry)
+    assert [(c.name, c.status) for c in checks] == [
         ("absent", "not cached"), ("other", "corrupt (removed)"), ("shipped", "shipped file missing"),
         ("tiny", "ok"),
     ]
     assert not (isolated_env / "b.bin").exists()
+    problems = {c.name: c.problem for c in checks}
+    assert problems["absent"] is None and problems["tiny"] is None
+    assert "was removed" in problems["other"] and "apn models download other" in problems["other"]
+    assert "missing; reinstall apn" in problems["shipped"]
+
+
+@pytest.fixture
+def shipped_dir(tmp_path, monkeypatch) -> Path:
+    """A private stand-in for weights/: the shipped files these tests damage are never the real ones."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(cache_module, "weights_dir", lambda: folder)
+    return folder
+
+
+def corrupt(path: Path) -> None:
+    """Flip one byte in place (same size), and move mtime on as any real edit would."""
+    data = bytearray(path.read_bytes())
+    data[-1000] ^= 0xFF
+    before = path.stat().st_mtime_ns
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_damaged_shipped_file_is_refused_and_reported(payload, isolated_env, shipped_dir):
+    (shipped_dir / "det.safetensors").write_bytes(payload)
+    registry = {"det": RegistryEntry(name="det", kind="detector", file="det.safetensors", sha256=sha(payload),
+                                     size=len(payload))}
+    assert resolve_weights("det", registry=registry) == shipped_dir / "det.safetensors"
+    assert verify_cache(registry) == [("det", "shipped", None)]
+    corrupt(shipped_dir / "det.safetensors")
+    expected = rf"det\.safetensors .*'det' \(expected sha256 {sha(payload)[:12]}…, got [0-9a-f]{{12}}…\)"
+    with pytest.raises(ModelNotFoundError, match=expected + ": the file is damaged or was replaced"):
+        resolve_weights("det", registry=registry)
+    [check] = verify_cache(registry)
+    assert check.status == "shipped file corrupt" and re.search(expected, check.problem)
+    assert (shipped_dir / "det.safetensors").exists()  # reported, never deleted: it is part of the install
 
 
 def test_shipped_registry_entries_resolve_offline_to_a_clear_error(isolated_env, monkeypatch):

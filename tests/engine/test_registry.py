@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 import apncli
+from apncli.engine.download import file_digest
 from apncli.engine.registry import (
     RegistryEntry,
     RegistryError,
@@ -28,6 +29,12 @@ def write_registry(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def shipped(name: str, **overrides) -> dict:
+    entry = {"kind": "detector", "file": f"{name}.safetensors", "sha256": SHA, "size": 10}
+    entry.update(overrides)
+    return entry
 
 
 def remote(**overrides) -> dict:
@@ -52,6 +59,19 @@ def test_shipped_registry_has_the_default_detector_backbones_and_taef2():
         assert detector.kind == "detector" and not detector.is_remote
         assert (weights_dir() / str(detector.file)).is_file()
     assert get_entry("taef2_encoder").kind == "autoencoder"
+
+
+def test_shipped_detectors_are_pinned_to_the_committed_files():
+    """A weights update without a registry update (or the reverse) fails here, not on a user's machine."""
+    for entry in (e for e in list_entries() if e.file is not None):
+        path = weights_dir() / entry.file
+        assert (path.stat().st_size, file_digest(path)) == (entry.size, entry.sha256)
+
+
+def test_default_detector_description_matches_the_model_card():
+    """The model card ships the explicit-purification run (`apn-no-implicit`): no CLIP teacher."""
+    description = get_entry("apn-v2").description
+    assert "no CLIP teacher" in description and "explicit purification only" in description
 
 
 def test_shipped_remote_entries_are_fully_pinned():
@@ -91,13 +111,13 @@ def test_load_registry_returns_a_copy():
 
 def test_default_detector_is_found(tmp_path):
     path = write_registry(tmp_path, {
-        "det-v1": {"kind": "detector", "file": "det-v1.safetensors", "default": True},
+        "det-v1": shipped("det-v1", default=True),
         "resnet18": remote(),
     })
     registry = load_registry(path)
     assert default_name(registry) == "det-v1"
     assert registry["det-v1"] == RegistryEntry(name="det-v1", kind="detector", file="det-v1.safetensors",
-                                               default=True)
+                                               sha256=SHA, size=10, default=True)
     assert not registry["det-v1"].is_remote
 
 
@@ -119,6 +139,8 @@ def test_default_detector_is_found(tmp_path):
         ({"kind": "detector", "file": "../x"}, "unsafe file name"),
         (remote(homepage="x"), "unknown field"),
         ({"kind": "detector", "file": "d.safetensors", "default": "yes"}, "boolean 'default'"),
+        (shipped("d", sha256=None), "full lowercase hex sha256"),
+        ({"kind": "detector", "file": "d.safetensors", "sha256": SHA}, "positive integer byte size"),
         (remote(description=3), "string 'description'"),
         ("just a string", "must be an object"),
     ],
@@ -129,7 +151,7 @@ def test_invalid_entries_are_refused(tmp_path, entry, message):
 
 
 def test_two_defaults_and_unreadable_files_are_refused(tmp_path):
-    two = {n: {"kind": "detector", "file": f"{n}.safetensors", "default": True} for n in ("a", "b")}
+    two = {n: shipped(n, default=True) for n in ("a", "b")}
     with pytest.raises(RegistryError, match="more than one default"):
         load_registry(write_registry(tmp_path, two))
     with pytest.raises(RegistryError, match="name → entry"):
