@@ -499,14 +499,21 @@ def ship(run: str, work: Path, evaluation: dict[str, Any], command: str) -> Path
     for entry in registry.values():
         entry.pop("default", None)
     registry[SHIP_NAME] = {
-        "kind": "detector", "file": SHIP_FILE, "default": True,
-        "description": "APN with ImageNet EfficientNet-Lite0 trunks, 128-px crops, trained on 2022 and "
-                       "2023-24 generators, TAEF2 reconstruction pairs and a CLIP teacher "
-                       "(see weights/README.md)",
+        "kind": "detector", "file": SHIP_FILE, "sha256": checkpoint.file_sha256(dest),
+        "size": dest.stat().st_size, "default": True, "description": _description(run, meta),
         "license": "research use (training data: ImageNet research terms, public generator samples)",
     }
     registry_path.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
     return dest
+
+
+def _description(run: str, meta: dict[str, Any]) -> str:
+    """The registry's one-line description of the shipped run: which purification it was trained with."""
+    teacher = meta["training"]["hyperparameters"].get("teacher")
+    purification = (f"explicit and implicit purification ({teacher} teacher)" if teacher
+                    else f"explicit purification only (the {run.rsplit('-s', 1)[0]} run: no CLIP teacher)")
+    return ("APN with ImageNet EfficientNet-Lite0 trunks, 128-px crops, trained on 2022 and 2023-24 "
+            f"generators + aligned TAEF2 reconstruction pairs; {purification}; see weights/README.md")
 
 
 def recipe_record() -> dict[str, Any]:

@@ -149,3 +149,32 @@ def test_recipe_compares_ablations_seed_by_seed(tmp_path: Path) -> None:
     assert list(result) == ["apn-no-implicit-s1 − apn-no-band-proposal-s1"]
     delta = result["apn-no-implicit-s1 − apn-no-band-proposal-s1"]["modern-2025/as-is"]
     assert delta["delta_auc"] > 0 and delta["ci95"][0] < delta["delta_auc"] < delta["ci95"][1]
+
+
+@pytest.mark.parametrize(("teacher", "says"), [(None, "explicit purification only (the apn-no-implicit run"),
+                                               ("clip_b16", "implicit purification (clip_b16 teacher)")])
+def test_shipping_pins_the_file_in_the_registry_and_describes_the_run(tmp_path: Path, monkeypatch,
+                                                                      teacher: str | None, says: str) -> None:
+    """A shipped default must pass the registry's own integrity check (sha256 and size of the very file)
+    and say which purification it was trained with."""
+    import shutil
+
+    import train_default as recipe
+    from apn_testing import checkpoint_metadata, tiny_model
+
+    from apncli.engine import checkpoint, registry
+
+    repo = tmp_path / "repo"
+    shutil.copytree(registry.weights_dir(), repo / "weights", ignore=shutil.ignore_patterns("*.safetensors"))
+    monkeypatch.setattr(recipe, "REPO", repo)
+    model = tiny_model()
+    meta = checkpoint_metadata(model)
+    meta["training"] = {"hyperparameters": {"teacher": teacher}}
+    run = tmp_path / "work" / "apn-no-implicit-s0"
+    run.mkdir(parents=True)
+    checkpoint.save_checkpoint(run / "model.safetensors", model.state_dict(), meta)
+    dest = recipe.ship("apn-no-implicit-s0", tmp_path / "work", {}, "python recipes/train_default.py")
+    entry = registry._parse_registry(repo / "weights" / "registry.json")[recipe.SHIP_NAME]
+    assert entry.default and entry.size == dest.stat().st_size
+    assert entry.sha256 == checkpoint.file_sha256(dest)
+    assert says in entry.description
