@@ -85,7 +85,8 @@ def score_samples(
 ) -> ScoredSet:
     """Decode (in threads), transform and score ``samples`` in chunks; unreadable files are skipped.
 
-    With a ``judge`` each scored image also gets its verdict (``ScoredSet.verdicts``).
+    With a ``judge`` each scored image also gets its verdict (``ScoredSet.verdicts``), judged in the same
+    threads.
     """
     out = ScoredSet()
     parts: list[np.ndarray] = []
@@ -99,8 +100,8 @@ def score_samples(
             if images:
                 scores = np.asarray(predict(images), dtype=np.float64)
                 parts.append(scores)
-                if judge is not None:
-                    out.verdicts += [judge(image, float(v)) for image, v in zip(images, scores, strict=True)]
+                if judge is not None:  # in the decoding threads: a judge measures each image's signal
+                    out.verdicts += pool.map(judge, images, scores.tolist())
             if on_progress is not None:
                 on_progress(len(block))
     out.scores = np.concatenate(parts) if parts else np.zeros(0)
