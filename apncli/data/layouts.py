@@ -10,7 +10,7 @@ Supported layouts
 -----------------
 ``genimage``            ``ROOT/<generator folder>/[<any one folder>/]{train,val}/{ai,nature}/``; generator
                         folders are matched to friendly keys (sdv14, sdv15, midjourney, adm, glide, wukong,
-                        vqdm, biggan; other folders keep their lower-cased name). Training: the chosen
+                        vqdm, biggan; other folders keep their name as on disk). Training: the chosen
                         generator's ``train`` split. Evaluation: every generator's ``val`` split against its
                         own ``nature`` images.
 ``diffusionforensics``  ``ROOT/{train,test}/<domain>/<generator or real>/...``; generator keys are
@@ -27,6 +27,9 @@ Supported layouts
 When reals are shared by several generators (``folder``, ``manifest``, and per domain in
 ``diffusionforensics``) every generator is evaluated against *all* the shared reals, so per-generator
 real accuracy is the same number in each row and the cross-generator mean weights each generator equally.
+
+Generator names are the folder (or manifest) names as written; choosing them (``--train-on``,
+``--generators``) ignores case.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from apncli.errors import UsageError
 __all__ = [
     "DATASETS",
     "GENIMAGE_ALIASES",
+    "LAYOUTS_HELP",
     "EvalGroup",
     "Sample",
     "default_train_on",
@@ -67,6 +71,16 @@ GENIMAGE_ALIASES: dict[str, tuple[str, ...]] = {
     "vqdm": ("vqdm",),
     "biggan": ("biggan",),
 }
+
+#: The layouts in one paragraph, for ``apn train --help`` and ``apn eval --help``.
+LAYOUTS_HELP = (
+    "Layouts (--dataset): genimage (ROOT/<generator>/.../{train,val}/{ai,nature}), "
+    "diffusionforensics (ROOT/{train,test}/<domain>/<generator|real>), forensynths "
+    "(ROOT/<split>/[<class>/]{0_real,1_fake}), folder (ROOT/{real,fake/<generator>} or "
+    "{0_real,1_fake}; loose files in fake/ form the generator 'fake') and manifest (--data-root "
+    "FILE.csv|.jsonl with path,label[,generator]). Generators are named as their folders are; "
+    "selecting them ignores case."
+)
 
 _REAL_NAMES = ("real", "0_real", "nature")
 _FAKE_NAMES = ("fake", "1_fake", "ai")
@@ -154,7 +168,7 @@ def genimage_key(folder_name: str) -> str:
     for key, names in GENIMAGE_ALIASES.items():
         if norm in names or last in names:
             return key
-    return folder_name.lower()
+    return folder_name
 
 
 def _has_split(folder: Path, split: str) -> Path | None:
@@ -200,11 +214,11 @@ def _df_groups(root: Path, split: str) -> dict[str, EvalGroup]:
     groups: dict[str, EvalGroup] = {}
     for domain in _subdirs(split_dir):
         real_dir = _child(domain, _REAL_NAMES)
-        reals = _samples(real_dir, 0, f"{domain.name.lower()}/real")
+        reals = _samples(real_dir, 0, f"{domain.name}/real")
         for gen in _subdirs(domain):
             if gen == real_dir:
                 continue
-            key = f"{domain.name.lower()}/{gen.name.lower()}"
+            key = f"{domain.name}/{gen.name}"
             groups[key] = EvalGroup(key, reals, _samples(gen, 1, key))
     return groups
 
@@ -238,7 +252,7 @@ def _fs_groups(root: Path, split: str) -> dict[str, EvalGroup]:
     real, fake = _label_dirs(split_dir)
     if real or fake:  # flat: <split>/{0_real,1_fake}
         return {split: _fs_collect(split_dir, split)}
-    groups = {d.name.lower(): _fs_collect(d, d.name.lower()) for d in _subdirs(split_dir)}
+    groups = {d.name: _fs_collect(d, d.name) for d in _subdirs(split_dir)}
     return {k: g for k, g in groups.items() if g.reals or g.fakes}
 
 
@@ -257,9 +271,9 @@ def _folder_layout(root: Path) -> tuple[list[Sample], dict[str, list[Sample]]]:
         if loose:
             fakes["fake"] = [Sample(p, 1, "fake") for p in loose]
         for gen in _subdirs(fake_dir):
-            files = _samples(gen, 1, gen.name.lower())
+            files = _samples(gen, 1, gen.name)
             if files:
-                fakes.setdefault(gen.name.lower(), []).extend(files)
+                fakes.setdefault(gen.name, []).extend(files)
     return reals, fakes
 
 
@@ -326,9 +340,9 @@ def _manifest_layout(path: Path) -> tuple[list[Sample], dict[str, list[Sample]]]
         label = _parse_label(raw_label, where)
         p = Path(file) if os.path.isabs(file) else path.parent / file
         if label == 0:
-            reals.append(Sample(p, 0, str(generator or "real").lower()))
+            reals.append(Sample(p, 0, str(generator or "real")))
         else:
-            gen = str(generator or "fake").lower()
+            gen = str(generator or "fake")
             fakes.setdefault(gen, []).append(Sample(p, 1, gen))
     return reals, fakes
 
@@ -366,20 +380,22 @@ def list_layout(dataset: str, root: Path, split: str) -> dict[str, EvalGroup]:
     return {g: EvalGroup(g, reals, f) for g, f in fakes.items()} or {"real": EvalGroup("real", reals)}
 
 
-def _select(groups: dict[str, EvalGroup], train_on: str, dataset: str) -> list[EvalGroup]:
-    """Groups named by ``train_on`` (comma list, ``all``, GenImage aliases, or a DF domain/generator)."""
-    if train_on.strip().lower() == "all":
+def _select(groups: dict[str, EvalGroup], wanted: str, dataset: str, flag: str) -> list[EvalGroup]:
+    """Groups named by ``wanted`` (comma list, ``all``, GenImage aliases, or a DF domain/generator), matched
+    case-insensitively; an unknown name is a usage error that names ``flag``, the option it came from."""
+    if wanted.strip().lower() == "all":
         return list(groups.values())
     chosen: list[EvalGroup] = []
-    for raw in train_on.split(","):
+    for raw in wanted.split(","):
         want = raw.strip().lower()
         key = genimage_key(want) if dataset == "genimage" else want
-        matches = [g for k, g in groups.items() if k == key]
+        matches = [g for k, g in groups.items() if k.lower() == key]
         if not matches and dataset == "diffusionforensics":  # a domain, or a generator unique across domains
-            matches = [g for k, g in groups.items() if k.split("/")[0] == want or k.split("/")[-1] == want]
+            parts = {k: k.lower().split("/") for k in groups}
+            matches = [groups[k] for k, p in parts.items() if want in (p[0], p[-1])]
         if not matches:
             raise UsageError(
-                f"--train-on {raw.strip()!r} not found; available: {', '.join(sorted(groups)) or 'none'}"
+                f"{flag} {raw.strip()!r} not found; available: {', '.join(sorted(groups)) or 'none'}"
             )
         chosen += [g for g in matches if g not in chosen]
     return chosen
@@ -395,7 +411,7 @@ def training_samples(dataset: str, root: Path, train_on: str | None = None) -> l
             f"no '{split}' data found for dataset {dataset} under {root} (see `apn train --help`)"
         )
     unique: dict[Path, Sample] = {}
-    for g in _select(groups, train_on, dataset):
+    for g in _select(groups, train_on, dataset, "--train-on"):
         for s in (*g.reals, *g.fakes):
             unique.setdefault(s.path, s)
     samples = sorted(unique.values())
@@ -415,7 +431,7 @@ def evaluation_groups(
     if not groups and dataset == "forensynths":
         groups = list_layout(dataset, root, "val")
     if generators:
-        groups = {g.name: g for g in _select(groups, ",".join(generators), dataset)}
+        groups = {g.name: g for g in _select(groups, ",".join(generators), dataset, "--generators")}
     groups = {k: g for k, g in groups.items() if g.fakes}
     if not groups:
         raise UsageError(

