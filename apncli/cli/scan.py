@@ -30,6 +30,7 @@ from apncli.cli import common, outfile, output
 from apncli.cli.inputs import gather, preflight
 from apncli.cli.summary import Tally, resume_hint, summary_line
 from apncli.data.discover import Survey
+from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import UsageError, one_line
 from apncli.report import HtmlReportWriter
@@ -337,13 +338,18 @@ def _provenance_annotator(anchors: str | None) -> Callable[[Path], dict[str, Any
 
 
 def _read_trust_anchors(path: Path | None) -> str | None:
-    """Check the PEM bundle once, before the model loads, instead of failing on every record."""
+    """Check the PEM bundle once, before the model loads, instead of failing on every record.
+
+    Raises ``UsageError`` in one line: ``--c2pa-trust-anchors x.pem: no such file or directory``.
+    """
     if path is None:
         return None
     try:
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --c2pa-trust-anchors {path}: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"--c2pa-trust-anchors {path}: {describe_os_error(exc)}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--c2pa-trust-anchors {path} is not a PEM file (not ASCII text)") from None
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise UsageError(f"--c2pa-trust-anchors {path} holds no PEM certificate")
     return text

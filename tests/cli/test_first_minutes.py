@@ -243,7 +243,12 @@ def test_bad_explain_dir_and_trust_anchors_fail_before_the_model_loads(run_apn, 
     no_pem = tmp_path / "anchors.pem"
     no_pem.write_text("not a certificate\n")
     missing_weights = tmp_path / "missing.safetensors"  # would fail only once the model is loaded
-    for option, value, message in (("--explain-dir", not_a_folder, "is not a folder"),
-                                   ("--c2pa-trust-anchors", no_pem, "holds no PEM certificate")):
+    missing_pem = tmp_path / "nonexist.pem"
+    for option, value, message in (
+            ("--explain-dir", not_a_folder, "is not a folder"),
+            ("--c2pa-trust-anchors", no_pem, "holds no PEM certificate"),
+            ("--c2pa-trust-anchors", missing_pem, f"{missing_pem}: no such file or directory"),
+            ("--c2pa-trust-anchors", tmp_path, f"{tmp_path}: is a directory")):
         result = run_apn("scan", image, option, value, "--weights", missing_weights)
         assert result.code == 2 and message in result.stderr and "missing.safetensors" not in result.stderr
+        assert "Errno" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
