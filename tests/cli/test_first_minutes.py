@@ -114,6 +114,21 @@ def test_files_from_one_path_per_line(run_apn, tiny_weights: Path, tmp_path: Pat
     assert nothing.code == 2 and "--files-from" in nothing.stderr
 
 
+def test_empty_path_lists_are_named(tmp_path: Path) -> None:
+    """`-` (or --files-from) was given: the message says the list was empty, not to give one."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for args, said in ((["-"], "standard input held no paths"),
+                       (["--files-from", "-"], "standard input held no paths"),
+                       (["-0", "-"], "standard input held no paths"),
+                       (["--files-from", str(empty)], f"--files-from {empty} held no paths"),
+                       (["-", "--files-from", str(empty)],
+                        f"standard input and --files-from {empty} held no paths")):
+        done = subprocess.run([sys.executable, "-m", "apncli", "scan", *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr == f"error: nothing to scan: {said}\n", args
+
+
 def test_end_of_run_summary_on_stderr(run_apn, tiny_weights: Path, mixed_folder: Path,
                                       tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
