@@ -61,7 +61,8 @@ def scan_command(
     as_csv: bool = typer.Option(False, "--csv", help="CSV with a header row."),
     threshold: float | None = typer.Option(
         None, "--threshold", min=0.0, max=1.0, show_default=False,
-        help="Override the calibrated threshold (no inconclusive band) \\[default: the checkpoint's]."),
+        help="Override the calibrated threshold: no inconclusive score band, but low-signal images stay "
+             "inconclusive \\[default: the checkpoint's]."),
     weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP, show_default=False),
     device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP + " \\[default: auto]",
                                       show_default=False),
