@@ -165,7 +165,7 @@ def _load_detector(weights: str | None, device: str | None, tiles: int | None, q
 
 @dataclass
 class _Report:
-    """The end-of-run summary on stderr (a table's caption already carries the counts)."""
+    """The end-of-run summary on stderr, with the counts in every output format (also under a table)."""
 
     tally: Tally
     out: Path | None
@@ -178,8 +178,7 @@ class _Report:
         if self.quiet:
             return
         console = common.stderr_console
-        console.print(summary_line(self.tally, out=self.out, with_counts=self.fmt != "table" or interrupted,
-                                   total=self.total, interrupted=interrupted,
+        console.print(summary_line(self.tally, out=self.out, total=self.total, interrupted=interrupted,
                                    skipped_folders=self.found.skipped_folders), markup=False)
         if interrupted and self.out is not None and self.fmt in outfile.RESUMABLE_FORMATS:
             console.print(resume_hint(sys.argv[1:]), markup=False)

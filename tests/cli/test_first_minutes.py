@@ -138,6 +138,9 @@ def test_end_of_run_summary_on_stderr(run_apn, tiny_weights: Path, mixed_folder:
     assert summary.startswith("scanned 5 files in ")
     assert "2 ai-generated, 0 real, 3 unreadable" in summary
     assert summary.endswith(f"; 1 sub-folder not scanned (use -r); results in {out}")
+    table = run_apn("scan", mixed_folder, "--weights", tiny_weights, "--threshold", "0")  # stdout: the table
+    assert table.stderr.strip().splitlines()[-1].startswith("scanned 5 files in ")
+    assert ": 2 ai-generated, 0 real, 3 unreadable; 1 sub-folder not scanned" in table.stderr
     quiet = run_apn("scan", mixed_folder / "a.png", "--jsonl", "--weights", tiny_weights, "-q")
     assert quiet.stderr == ""
 
