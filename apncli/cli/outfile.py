@@ -125,6 +125,11 @@ class Prior:
             self.relative += 1
             self.relative_found = self.relative_found or os.path.lexists(path)
 
+    @property
+    def records(self) -> int:
+        """How many records the file held (scored and error records alike)."""
+        return self.scored + self.errors
+
     def skip(self) -> Callable[[Path], bool] | None:
         """For ``ScanOptions.skip``: whether a candidate file is already recorded (by resolved path)."""
         return (lambda path: resolved_key(path) in self.done) if self.done else None

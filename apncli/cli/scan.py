@@ -136,7 +136,7 @@ def scan_command(
             writer = output.TeeWriter(writer, page)
         tally = Tally()
         total = sum(map(options.wants, found.paths)) if found.complete else None
-        report = _Report(tally, out, fmt, total, found, quiet)
+        report = _Report(tally, out, fmt, total, found, quiet, kept=prior.records)
         try:
             _run(detector, inputs, options, writer, _figure_maker(detector, explain_dir),
                  tally, total, quiet, where=str(out) if out is not None else "stdout")
@@ -173,13 +173,14 @@ class _Report:
     total: int | None
     found: Survey
     quiet: bool
+    kept: int = 0  # records a resumed --out file already held
 
     def show(self, interrupted: bool = False) -> None:
         if self.quiet:
             return
         console = common.stderr_console
         console.print(summary_line(self.tally, out=self.out, total=self.total, interrupted=interrupted,
-                                   skipped_folders=self.found.skipped_folders), markup=False)
+                                   skipped_folders=self.found.skipped_folders, kept=self.kept), markup=False)
         if interrupted and self.out is not None and self.fmt in outfile.RESUMABLE_FORMATS:
             console.print(resume_hint(sys.argv[1:]), markup=False)
 

@@ -129,6 +129,12 @@ def test_out_refuses_to_clobber_and_resume_skips_done(run_apn, tiny_weights: Pat
     assert sorted(Path(r["path"]).name for r in records) == sorted(
         ["a.png", "B.JPG", "empty.png", "text.jpg", "truncated.png"])
     assert resumed.code in (1, 3)
+    kept = f"already in {out}: kept, not rescanned"
+    assert "scanned 4 files in " in resumed.stderr and f" (1 {kept}): " in resumed.stderr
+    finished = run_apn("scan", mixed_folder, "--out", out, "--resume", "--weights", tiny_weights)
+    summary = finished.stderr.strip().splitlines()[-1]
+    assert summary.startswith("scanned 0 files in ")
+    assert f" s (5 {kept}); 1 sub-folder not scanned (use -r); results in {out}" in summary
 
 
 def test_out_never_overwrites_an_input(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
