@@ -74,7 +74,10 @@ def scan_command(
         help="Crops scored per large image; more is thorougher and slower "
              "\\[default: the checkpoint's, 4 for apn-v2]."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write records to this file, not stdout. Without --json/--jsonl/--csv its "
+        "suffix picks the format: .json a JSON document, .csv CSV, any other JSONL; a format flag that "
+        "contradicts a .json, .jsonl or .csv suffix is refused."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping files already in it."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Also write the run manifest (JSON) here."),
@@ -186,14 +189,22 @@ class _Report:
 
 
 def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None) -> str:
+    """The format flag; else ``--out``'s suffix (.json, .jsonl, .csv; any other: JSONL); else the table.
+
+    Raises ``UsageError`` for two flags, or a flag that contradicts the suffix (``x.csv --json``).
+    """
     chosen = [name for name, flag in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv)) if flag]
     if len(chosen) > 1:
         raise UsageError("choose at most one of --json, --jsonl, --csv")
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    named = suffix if suffix in ("json", "jsonl", "csv") else None
+    if chosen and named not in (None, chosen[0]):
+        raise UsageError(f"--out {out} names a {named.upper()} file but --{chosen[0]} writes "
+                         f"{chosen[0].upper()}; change the file name or drop the flag")
     if chosen:
         return chosen[0]
     if out is not None:
-        suffix = out.suffix.lower().lstrip(".")
-        return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
+        return named or "jsonl"
     return "table"
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,31 @@ def test_out_refuses_to_clobber_and_resume_skips_done(run_apn, tiny_weights: Pat
     summary = finished.stderr.strip().splitlines()[-1]
     assert summary.startswith("scanned 0 files in ")
     assert f" s (5 {kept}); 1 sub-folder not scanned (use -r); results in {out}" in summary
+
+
+def test_out_suffix_picks_the_format_and_a_contradicting_flag_is_refused(run_apn, tiny_weights: Path,
+                                                                         tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", run_apn("scan", "--help").stdout).split())
+    assert "its suffix picks the format: .json a JSON document, .csv CSV, any other JSONL" in shown
+    image = write_image(tmp_path / "x.png")
+    contradictions = (("a.csv", "--json"), ("b.json", "--csv"), ("c.jsonl", "--json"), ("d.JSON", "--jsonl"))
+    for name, flag in contradictions:
+        out = tmp_path / name
+        refused = run_apn("scan", image, "--out", out, flag, "--force", "--weights", tmp_path / "no-model")
+        assert refused.code == 2 and not out.exists(), (name, flag)  # refused before the model loads
+        assert refused.stderr.startswith(f"error: --out {out} names a ")
+        assert refused.stderr.endswith("change the file name or drop the flag\n")
+        assert len(refused.stderr.splitlines()) == 1
+    plain = tmp_path / "res" / "out.txt"  # no flag, no known suffix: JSONL
+    assert run_apn("scan", image, "--out", plain, "--weights", tiny_weights).code in (0, 1)
+    assert _records(plain.read_text())[0]["path"] == str(image)
+    document = tmp_path / "x.json"  # no flag: the suffix picks a JSON document
+    run_apn("scan", image, "--out", document, "--weights", tiny_weights)
+    assert json.loads(document.read_text())["records"][0]["path"] == str(image)
+    flagged = tmp_path / "y.txt"  # a flag and a suffix that promises nothing: the flag
+    run_apn("scan", image, "--out", flagged, "--csv", "--weights", tiny_weights)
+    assert flagged.read_text().startswith("path,p_ai,")
 
 
 def test_out_never_overwrites_an_input(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
