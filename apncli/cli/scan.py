@@ -115,7 +115,8 @@ def scan_command(
         _prepare_explain_dir(explain_dir, input_paths)
     anchors = _read_trust_anchors(trust_anchors)
     part = None if shard is None else Shard.parse(shard)
-    with _claim(out, fmt, input_paths, force=force, resume=resume) as target:
+    columns = output.csv_columns(figures=explain_dir is not None)
+    with _claim(out, fmt, input_paths, force=force, resume=resume, columns=columns) as target:
         detector = _load_detector(weights, device, tiles, quiet)
         from apncli.engine import ScanOptions
 
@@ -132,7 +133,7 @@ def scan_command(
         if manifest is not None:
             outfile.write_new_file(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force)
         stream = target.text_stream() if target is not None else sys.stdout
-        writer = _make_writer(fmt, stream, run_manifest, provenance)
+        writer = _make_writer(fmt, stream, run_manifest, provenance, columns)
         if html is not None:
             save = functools.partial(outfile.write_new_file, html, force=force)  # whole, or not at all
             page = HtmlReportWriter(save, html.parent, run_manifest)
@@ -209,13 +210,13 @@ def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None
 
 
 @contextlib.contextmanager
-def _claim(out: Path | None, fmt: str, inputs: list[Path], *, force: bool,
-           resume: bool) -> Iterator[outfile.ScanOutput | None]:
+def _claim(out: Path | None, fmt: str, inputs: list[Path], *, force: bool, resume: bool,
+           columns: tuple[str, ...]) -> Iterator[outfile.ScanOutput | None]:
     """``--out`` claimed and locked for the whole run (see ``outfile.claim``); nothing for stdout."""
     if out is None:
         yield None
         return
-    with outfile.claim(out, fmt, inputs, force=force, resume=resume) as target:
+    with outfile.claim(out, fmt, inputs, force=force, resume=resume, columns=columns) as target:
         yield target
 
 
@@ -232,14 +233,15 @@ def _skipper(prior: outfile.Prior, explain_dir: Path | None) -> Callable[[Path],
     return skip
 
 
-def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any],
-                 provenance: bool) -> output.RecordWriter:
+def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], provenance: bool,
+                 columns: tuple[str, ...]) -> output.RecordWriter:
     if fmt == "jsonl":
         return output.JsonlWriter(stream)
     if fmt == "json":
         return output.JsonWriter(stream, manifest)
     if fmt == "csv":
-        return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0)
+        return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0,
+                                columns=columns)
     from rich.console import Console
 
     return output.TableWriter(Console(file=stream), show_provenance=provenance)
@@ -269,7 +271,7 @@ def _write_records(detector: Detector, paths: list[str], options: ScanOptions, w
         with progress:
             task = progress.add_task("scan", total=total, flagged=0)
             for record in scan(detector, paths, options):
-                if explain is not None and record.verdict == AI_GENERATED:
+                if explain is not None:
                     explain(record)
                 result = record.to_dict()
                 writer.write(result)
@@ -299,13 +301,20 @@ def _exit_code(tally: Tally, prior: outfile.Prior) -> int:
 
 
 def _figure_maker(detector: Detector, explain_dir: Path | None) -> Callable[[ScanRecord], None] | None:
-    """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide."""
+    """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide.
+
+    Every record gets ``output.FIGURE_FIELDS``: the figure's path, or why it could not be drawn (a flagged
+    image), else ``null``.
+    """
     if explain_dir is None:
         return None
     from apncli.data.images import decode_image
     from apncli.explain import explain_image, figure_name_for, render_figure
 
     def explain(record: ScanRecord) -> None:
+        record.extra.update(dict.fromkeys(output.FIGURE_FIELDS))
+        if record.verdict != AI_GENERATED:
+            return
         path = record.source if record.source is not None else Path(record.path)
         try:
             pixels = decode_image(path).pixels

@@ -223,9 +223,34 @@ def test_explain_dir_writes_a_figure_per_flagged_image(run_apn, tiny_weights: Pa
     written = sorted(figures.iterdir())
     assert len(written) == 2 and sorted(r["figure"] for r in records) == [str(p) for p in written]
     assert all(Image.open(p).format == "PNG" for p in written)
-    none_flagged = run_apn("scan", images[0], "--jsonl", "--weights", tiny_weights, "--threshold", "1",
-                           "--explain-dir", tmp_path / "none")
-    assert "figure" not in _records(none_flagged.stdout)[0]
+    assert all(r["figure_error"] is None for r in records)
+
+
+def test_explain_dir_gives_every_record_the_figure_keys(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """README: every record has every key. With --explain-dir that includes ``figure`` (null when none was
+    drawn: not flagged, or unreadable), in JSONL and as CSV columns; a resumed CSV keeps one header."""
+    images = [write_image(tmp_path / f"x{i}.png", seed=i) for i in range(2)]
+    (tmp_path / "broken.png").write_text("not an image")
+    inputs = (*images, tmp_path / "broken.png")
+    flag_none = ("--weights", tiny_weights, "--threshold", "1", "--no-provenance")
+    jsonl = _records(run_apn("scan", *inputs, "--jsonl", *flag_none, "--explain-dir", tmp_path / "f").stdout)
+    assert len(jsonl) == 3 and all(r["figure"] is None and r["figure_error"] is None for r in jsonl)
+    assert all(set(r) == RECORD_KEYS | {"figure", "figure_error"} for r in jsonl)
+    rows = list(csv.DictReader(io.StringIO(run_apn("scan", *inputs, "--csv", *flag_none, "--explain-dir",
+                                                   tmp_path / "f").stdout)))
+    assert len(rows) == 3 and all(row["figure"] == "" and row["figure_error"] == "" for row in rows)
+    flagged = run_apn("scan", images[0], "--csv", "--weights", tiny_weights, "--threshold", "0",
+                      "--explain-dir", tmp_path / "f", "--no-provenance")
+    assert next(csv.DictReader(io.StringIO(flagged.stdout)))["figure"].startswith(str(tmp_path / "f"))
+    plain = run_apn("scan", images[0], "--csv", *flag_none)  # no --explain-dir: no figure columns
+    assert "figure" not in plain.stdout.splitlines()[0] and "figure" not in _records(
+        run_apn("scan", images[0], "--jsonl", *flag_none).stdout)[0]
+    out = tmp_path / "out.csv"
+    run_apn("scan", images[0], "--out", out, *flag_none, "--explain-dir", tmp_path / "f")
+    mixed = run_apn("scan", *images, "--out", out, "--resume", *flag_none)
+    assert mixed.code == 2 and "written with --explain-dir" in mixed.stderr
+    resumed = run_apn("scan", *images, "--out", out, "--resume", *flag_none, "--explain-dir", tmp_path / "f")
+    assert resumed.code == 0 and [len(row) for row in csv.reader(io.StringIO(out.read_text()))] == [19] * 3
 
 
 def test_lying_checkpoints_are_refused_in_one_line(run_apn, tmp_path: Path) -> None:
