@@ -22,8 +22,8 @@ STDIN = "-"
 def gather(paths: Sequence[str], files_from: Path | None, null_separated: bool) -> list[str]:
     """Every input path, in order: arguments (``-`` stands for the list on stdin), then ``--files-from``.
 
-    Raises ``UsageError`` when there is no input at all, when stdin is asked for twice or is a terminal,
-    or when the list file cannot be read.
+    Raises ``UsageError`` when there is no input at all (naming the lists that held no path), when stdin
+    is asked for twice or is a terminal, or when the list file cannot be read.
     """
     if null_separated and STDIN not in paths and files_from is None:
         raise UsageError("-0 reads NUL-separated paths from a list: give - (stdin) or --files-from FILE")
@@ -36,9 +36,17 @@ def gather(paths: Sequence[str], files_from: Path | None, null_separated: bool) 
     if files_from is not None:
         out.extend(_read_list(str(files_from), null_separated))
     if not out:
-        raise UsageError("nothing to scan: give image files or folders, - to read paths from stdin, "
-                         "or --files-from FILE")
+        raise UsageError(_nothing_given(sources))
     return out
+
+
+def _nothing_given(sources: Sequence[str]) -> str:
+    """Why there is no input: no argument at all, or lists (stdin, ``--files-from``) that held no path."""
+    if not sources:
+        return ("nothing to scan: give image files or folders, - to read paths from stdin, "
+                "or --files-from FILE")
+    lists = ["standard input" if source == STDIN else f"--files-from {source}" for source in sources]
+    return f"nothing to scan: {' and '.join(lists)} held no paths"
 
 
 def _read_list(source: str, null_separated: bool) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from apncli.cli import common
-from apncli.cli.output import CSV_COLUMNS
+from apncli.cli.output import CSV_COLUMNS, csv_columns
 from apncli.cli.summary import DECLARED_AI, declares_ai
 from apncli.data.discover import display_path
 from apncli.data.images import describe_os_error
@@ -42,7 +42,6 @@ RESUMABLE_FORMATS = ("jsonl", "csv")
 MAX_LINE_BYTES = 4 << 20
 _JSONL_START = b'{"path": '
 _RESUME_HINT = "pass --force to overwrite it or --resume to continue it"
-_CSV_HEADER = (",".join(CSV_COLUMNS) + "\r\n").encode()
 
 
 def prepare_target(path: Path, inputs: Sequence[Path], *, force: bool, option: str,
@@ -125,6 +124,11 @@ class Prior:
             self.relative += 1
             self.relative_found = self.relative_found or os.path.lexists(path)
 
+    @property
+    def records(self) -> int:
+        """How many records the file held (scored and error records alike)."""
+        return self.scored + self.errors
+
     def skip(self) -> Callable[[Path], bool] | None:
         """For ``ScanOptions.skip``: whether a candidate file is already recorded (by resolved path)."""
         return (lambda path: resolved_key(path) in self.done) if self.done else None
@@ -136,10 +140,15 @@ def resolved_key(path: str | os.PathLike[str]) -> str:
 
 
 class ScanOutput:
-    """A claimed ``--out`` file: open, locked, and (with ``--resume``) read up to its last whole record."""
+    """A claimed ``--out`` file: open, locked, and (with ``--resume``) read up to its last whole record.
 
-    def __init__(self, path: Path, fmt: str, handle: BinaryIO, *, created: bool, resume: bool) -> None:
+    ``columns``: the CSV header this run writes (a resumed CSV file must have the same).
+    """
+
+    def __init__(self, path: Path, fmt: str, handle: BinaryIO, *, created: bool, resume: bool,
+                 columns: tuple[str, ...] = CSV_COLUMNS) -> None:
         self.path, self.fmt, self.handle, self.created, self.resume = path, fmt, handle, created, resume
+        self.columns = columns
         self.prior = Prior()
         self.end = 0  # byte offset after the last whole record
 
@@ -164,26 +173,30 @@ class ScanOutput:
 
     def _read_prior(self) -> None:
         self.handle.seek(0)
-        reader = _read_csv if self.fmt == "csv" else _read_jsonl
-        self.end = reader(self.handle, self.path, self.prior)
+        if self.fmt == "csv":
+            self.end = _read_csv(self.handle, self.path, self.prior, self.columns)
+        else:
+            self.end = _read_jsonl(self.handle, self.path, self.prior)
         if self.prior.relative and not self.prior.relative_found:
             raise UsageError(f"no file that {self.path} records by relative path ({self.prior.relative}) is "
                              "found from this folder; run --resume from the folder the scan started in")
 
 
 @contextlib.contextmanager
-def claim(path: Path, fmt: str, inputs: Sequence[Path], *, force: bool, resume: bool) -> Iterator[ScanOutput]:
+def claim(path: Path, fmt: str, inputs: Sequence[Path], *, force: bool, resume: bool,
+          columns: tuple[str, ...] = CSV_COLUMNS) -> Iterator[ScanOutput]:
     """Claim ``path`` for this run (before the model loads) and hold it locked until the run ends.
 
     A new file is created exclusively; ``--force`` opens an existing one (emptied only when writing
-    starts), ``--resume`` reads what it holds. If the run fails before writing anything, a file this
-    call created is removed again, so a rerun is not refused. Raises ``UsageError`` in one line.
+    starts), ``--resume`` reads what it holds (a CSV file must have the header ``columns``). If the run
+    fails before writing anything, a file this call created is removed again, so a rerun is not refused.
+    Raises ``UsageError`` in one line.
     """
     if resume and fmt not in RESUMABLE_FORMATS:
         raise UsageError("--resume needs --out FILE in JSONL or CSV format")
     prepare_target(path, inputs, force=force or resume, option="--out", hint=_RESUME_HINT)
     handle, created = _open_locked(path, exclusive=not (force or resume))
-    output = ScanOutput(path, fmt, handle, created=created, resume=resume)
+    output = ScanOutput(path, fmt, handle, created=created, resume=resume, columns=columns)
     try:
         if resume:
             output._read_prior()
@@ -260,8 +273,10 @@ def _add_json_record(prior: Prior, line: bytes, path: Path, number: int) -> None
          isinstance(record.get("provenance"), dict) and declares_ai(record))
 
 
-def _read_csv(handle: BinaryIO, path: Path, prior: Prior) -> int:
+def _read_csv(handle: BinaryIO, path: Path, prior: Prior, columns: tuple[str, ...]) -> int:
     """Record every whole CSV row in ``prior``; return the offset after the last one.
+
+    The header must be ``columns``, the one this run writes (with or without the figure columns).
 
     Rows are parsed as the writer wrote them (``newline=""`` semantics, so a ``\\r`` or ``\\n`` inside a
     quoted file name stays part of the name); a row is whole when its last line ends in a newline.
@@ -287,20 +302,31 @@ def _read_csv(handle: BinaryIO, path: Path, prior: Prior) -> int:
                 return end  # a quoted field cut short by the end of the file: torn
             raise _not_ours(path, f"row {reader.line_num} is not valid CSV ({one_line(exc)})") from None
         if not state["last"].endswith(b"\n"):  # torn last row
-            if end == 0 and not _CSV_HEADER.startswith(state["last"]):
+            if end == 0 and not (",".join(columns) + "\r\n").encode().startswith(state["last"]):
                 raise _not_ours(path, "it does not start with apn's CSV header")
             return end
         if end == 0:
-            if tuple(row) != CSV_COLUMNS:
-                raise _not_ours(path, f"its columns are {one_line(','.join(row), limit=120)!r}, not apn's")
-        elif len(row) != len(CSV_COLUMNS):
-            raise _not_ours(path, f"row {reader.line_num} has {len(row)} fields, not {len(CSV_COLUMNS)}")
+            _check_header(path, tuple(row), columns)
+        elif len(row) != len(columns):
+            raise _not_ours(path, f"row {reader.line_num} has {len(row)} fields, not {len(columns)}")
         else:
-            values = dict(zip(CSV_COLUMNS, row, strict=True))
+            values = dict(zip(columns, row, strict=True))
             _add(prior, path, reader.line_num, values["path"], values["verdict"] or None,
                  values["error"] or None, values["model_sha256"] or None, _number(values["threshold"]),
                  values["provenance_summary"] == DECLARED_AI)
         end = state["consumed"]
+
+
+def _check_header(path: Path, header: tuple[str, ...], columns: tuple[str, ...]) -> None:
+    """Refuse a CSV header other than ``columns``; one of apn's with(out) figures names ``--explain-dir``."""
+    if header == columns:
+        return
+    for figures in (False, True):
+        if header == csv_columns(figures):
+            given = "with" if figures else "without"
+            raise UsageError(f"cannot resume {path}: it was written {given} --explain-dir (its columns); "
+                             f"resume {given} --explain-dir too")
+    raise _not_ours(path, f"its columns are {one_line(','.join(header), limit=120)!r}, not apn's")
 
 
 def _number(text: str) -> float | None:

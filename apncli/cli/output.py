@@ -27,6 +27,14 @@ CSV_COLUMNS = (
     "analysed_fraction", "padded", "textured_fraction", "low_signal", "has_alpha", "transparent_fraction",
     "provenance_summary", "error",
 )
+#: Record keys (and CSV columns) of a scan with ``--explain-dir``: the figure written for a flagged image,
+#: or why none could be; both ``null`` otherwise.
+FIGURE_FIELDS = ("figure", "figure_error")
+
+
+def csv_columns(figures: bool) -> tuple[str, ...]:
+    """The CSV header: ``CSV_COLUMNS``, then ``FIGURE_FIELDS`` when the scan draws figures."""
+    return CSV_COLUMNS + FIGURE_FIELDS if figures else CSV_COLUMNS
 
 VERDICT_STYLES = {"ai-generated": "bold red", "real": "green", "inconclusive": "yellow", None: "dim"}
 
@@ -89,11 +97,16 @@ class JsonWriter:
 
 
 class CsvWriter:
-    """Flat rows for spreadsheets; nested fields become ``model_name``, ``provenance_summary``…"""
+    """Flat rows for spreadsheets; nested fields become ``model_name``, ``provenance_summary``…
 
-    def __init__(self, stream: IO[str], write_header: bool = True) -> None:
+    ``columns``: ``CSV_COLUMNS`` or, for a scan with ``--explain-dir``, ``csv_columns(figures=True)``.
+    """
+
+    def __init__(self, stream: IO[str], write_header: bool = True,
+                 columns: tuple[str, ...] = CSV_COLUMNS) -> None:
         self.stream = stream
-        self.writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self.columns = columns
+        self.writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         if write_header:
             self.writer.writeheader()
 
@@ -102,7 +115,7 @@ class CsvWriter:
         provenance = record.get("provenance") or {}
         row = {**record, "model_name": model.get("name"), "model_sha256": model.get("sha256"),
                "provenance_summary": provenance.get("summary")}
-        self.writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS})
+        self.writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in self.columns})
         self.stream.flush()
 
     def close(self) -> None:

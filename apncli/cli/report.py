@@ -76,10 +76,21 @@ def merge_command(
 
 
 def _load(inputs: list[Path]) -> ScanResults:
+    _refuse_repeats(inputs)
     results = merge_results(load_results(path) for path in inputs)
     if results.skipped_lines:
         common.error(f"left out {results.skipped_lines} torn last line(s) of interrupted output")
     return results
+
+
+def _refuse_repeats(inputs: list[Path]) -> None:
+    """One file given twice (by the same name, or another: ./a.jsonl, a link) is a slip of the command
+    line, not a shard run twice: say so (``UsageError``) before reading anything."""
+    for index, path in enumerate(inputs):
+        earlier = next((other for other in inputs[:index] if common.same_file(path, other)), None)
+        if earlier is not None:
+            named = f"{path}" if str(earlier) == str(path) else f"{earlier} and {path} (one file)"
+            raise UsageError(f"{named} given twice; give each scan output once")
 
 
 def merged_manifest(results: ScanResults) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from apncli.cli import common, outfile, output
 from apncli.cli.inputs import gather, preflight
 from apncli.cli.summary import Tally, resume_hint, summary_line
 from apncli.data.discover import Survey
+from apncli.data.images import describe_os_error
 from apncli.engine.verdicts import AI_GENERATED
 from apncli.errors import UsageError, one_line
 from apncli.report import HtmlReportWriter
@@ -60,7 +61,8 @@ def scan_command(
     as_csv: bool = typer.Option(False, "--csv", help="CSV with a header row."),
     threshold: float | None = typer.Option(
         None, "--threshold", min=0.0, max=1.0, show_default=False,
-        help="Override the calibrated threshold (no inconclusive band) \\[default: the checkpoint's]."),
+        help="Override the calibrated threshold: no inconclusive score band, but low-signal images stay "
+             "inconclusive \\[default: the checkpoint's]."),
     weights: str | None = typer.Option(None, "--weights", "-w", help=common.WEIGHTS_HELP, show_default=False),
     device: str | None = typer.Option(None, "--device", help=common.DEVICE_HELP + " \\[default: auto]",
                                       show_default=False),
@@ -72,7 +74,10 @@ def scan_command(
         help="Crops scored per large image; more is thorougher and slower "
              "\\[default: the checkpoint's, 4 for apn-v2]."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write records to this file, not stdout."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write records to this file, not stdout. Without --json/--jsonl/--csv its "
+        "suffix picks the format: .json a JSON document, .csv CSV, any other JSONL; a format flag that "
+        "contradicts a .json, .jsonl or .csv suffix is refused."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping files already in it."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Also write the run manifest (JSON) here."),
@@ -110,7 +115,8 @@ def scan_command(
         _prepare_explain_dir(explain_dir, input_paths)
     anchors = _read_trust_anchors(trust_anchors)
     part = None if shard is None else Shard.parse(shard)
-    with _claim(out, fmt, input_paths, force=force, resume=resume) as target:
+    columns = output.csv_columns(figures=explain_dir is not None)
+    with _claim(out, fmt, input_paths, force=force, resume=resume, columns=columns) as target:
         detector = _load_detector(weights, device, tiles, quiet)
         from apncli.engine import ScanOptions
 
@@ -127,14 +133,14 @@ def scan_command(
         if manifest is not None:
             outfile.write_new_file(manifest, output.dumps(run_manifest, indent=2) + "\n", force=force)
         stream = target.text_stream() if target is not None else sys.stdout
-        writer = _make_writer(fmt, stream, run_manifest, provenance)
+        writer = _make_writer(fmt, stream, run_manifest, provenance, columns)
         if html is not None:
             save = functools.partial(outfile.write_new_file, html, force=force)  # whole, or not at all
             page = HtmlReportWriter(save, html.parent, run_manifest)
             writer = output.TeeWriter(writer, page)
         tally = Tally()
         total = sum(map(options.wants, found.paths)) if found.complete else None
-        report = _Report(tally, out, fmt, total, found, quiet)
+        report = _Report(tally, out, fmt, total, found, quiet, kept=prior.records)
         try:
             _run(detector, inputs, options, writer, _figure_maker(detector, explain_dir),
                  tally, total, quiet, where=str(out) if out is not None else "stdout")
@@ -163,7 +169,7 @@ def _load_detector(weights: str | None, device: str | None, tiles: int | None, q
 
 @dataclass
 class _Report:
-    """The end-of-run summary on stderr (a table's caption already carries the counts)."""
+    """The end-of-run summary on stderr, with the counts in every output format (also under a table)."""
 
     tally: Tally
     out: Path | None
@@ -171,38 +177,46 @@ class _Report:
     total: int | None
     found: Survey
     quiet: bool
+    kept: int = 0  # records a resumed --out file already held
 
     def show(self, interrupted: bool = False) -> None:
         if self.quiet:
             return
         console = common.stderr_console
-        console.print(summary_line(self.tally, out=self.out, with_counts=self.fmt != "table" or interrupted,
-                                   total=self.total, interrupted=interrupted,
-                                   skipped_folders=self.found.skipped_folders), markup=False)
+        console.print(summary_line(self.tally, out=self.out, total=self.total, interrupted=interrupted,
+                                   skipped_folders=self.found.skipped_folders, kept=self.kept), markup=False)
         if interrupted and self.out is not None and self.fmt in outfile.RESUMABLE_FORMATS:
             console.print(resume_hint(sys.argv[1:]), markup=False)
 
 
 def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None) -> str:
+    """The format flag; else ``--out``'s suffix (.json, .jsonl, .csv; any other: JSONL); else the table.
+
+    Raises ``UsageError`` for two flags, or a flag that contradicts the suffix (``x.csv --json``).
+    """
     chosen = [name for name, flag in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv)) if flag]
     if len(chosen) > 1:
         raise UsageError("choose at most one of --json, --jsonl, --csv")
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    named = suffix if suffix in ("json", "jsonl", "csv") else None
+    if chosen and named not in (None, chosen[0]):
+        raise UsageError(f"--out {out} names a {named.upper()} file but --{chosen[0]} writes "
+                         f"{chosen[0].upper()}; change the file name or drop the flag")
     if chosen:
         return chosen[0]
     if out is not None:
-        suffix = out.suffix.lower().lstrip(".")
-        return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
+        return named or "jsonl"
     return "table"
 
 
 @contextlib.contextmanager
-def _claim(out: Path | None, fmt: str, inputs: list[Path], *, force: bool,
-           resume: bool) -> Iterator[outfile.ScanOutput | None]:
+def _claim(out: Path | None, fmt: str, inputs: list[Path], *, force: bool, resume: bool,
+           columns: tuple[str, ...]) -> Iterator[outfile.ScanOutput | None]:
     """``--out`` claimed and locked for the whole run (see ``outfile.claim``); nothing for stdout."""
     if out is None:
         yield None
         return
-    with outfile.claim(out, fmt, inputs, force=force, resume=resume) as target:
+    with outfile.claim(out, fmt, inputs, force=force, resume=resume, columns=columns) as target:
         yield target
 
 
@@ -219,14 +233,15 @@ def _skipper(prior: outfile.Prior, explain_dir: Path | None) -> Callable[[Path],
     return skip
 
 
-def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any],
-                 provenance: bool) -> output.RecordWriter:
+def _make_writer(fmt: str, stream: IO[str], manifest: dict[str, Any], provenance: bool,
+                 columns: tuple[str, ...]) -> output.RecordWriter:
     if fmt == "jsonl":
         return output.JsonlWriter(stream)
     if fmt == "json":
         return output.JsonWriter(stream, manifest)
     if fmt == "csv":
-        return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0)
+        return output.CsvWriter(stream, write_header=stream is sys.stdout or stream.tell() == 0,
+                                columns=columns)
     from rich.console import Console
 
     return output.TableWriter(Console(file=stream), show_provenance=provenance)
@@ -256,7 +271,7 @@ def _write_records(detector: Detector, paths: list[str], options: ScanOptions, w
         with progress:
             task = progress.add_task("scan", total=total, flagged=0)
             for record in scan(detector, paths, options):
-                if explain is not None and record.verdict == AI_GENERATED:
+                if explain is not None:
                     explain(record)
                 result = record.to_dict()
                 writer.write(result)
@@ -286,13 +301,20 @@ def _exit_code(tally: Tally, prior: outfile.Prior) -> int:
 
 
 def _figure_maker(detector: Detector, explain_dir: Path | None) -> Callable[[ScanRecord], None] | None:
-    """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide."""
+    """For ``--explain-dir``: a figure per flagged image, named so different inputs never collide.
+
+    Every record gets ``output.FIGURE_FIELDS``: the figure's path, or why it could not be drawn (a flagged
+    image), else ``null``.
+    """
     if explain_dir is None:
         return None
     from apncli.data.images import decode_image
     from apncli.explain import explain_image, figure_name_for, render_figure
 
     def explain(record: ScanRecord) -> None:
+        record.extra.update(dict.fromkeys(output.FIGURE_FIELDS))
+        if record.verdict != AI_GENERATED:
+            return
         path = record.source if record.source is not None else Path(record.path)
         try:
             pixels = decode_image(path).pixels
@@ -337,13 +359,18 @@ def _provenance_annotator(anchors: str | None) -> Callable[[Path], dict[str, Any
 
 
 def _read_trust_anchors(path: Path | None) -> str | None:
-    """Check the PEM bundle once, before the model loads, instead of failing on every record."""
+    """Check the PEM bundle once, before the model loads, instead of failing on every record.
+
+    Raises ``UsageError`` in one line: ``--c2pa-trust-anchors x.pem: no such file or directory``.
+    """
     if path is None:
         return None
     try:
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --c2pa-trust-anchors {path}: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"--c2pa-trust-anchors {path}: {describe_os_error(exc)}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--c2pa-trust-anchors {path} is not a PEM file (not ASCII text)") from None
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise UsageError(f"--c2pa-trust-anchors {path} holds no PEM certificate")
     return text

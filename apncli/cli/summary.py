@@ -76,14 +76,20 @@ class Tally:
         return ExitCode.OK
 
 
-def summary_line(tally: Tally, *, out: Path | None, with_counts: bool = True, total: int | None = None,
-                 interrupted: bool = False, skipped_folders: int = 0) -> str:
-    """One line for stderr: "scanned 61 files in 9.8 s: 8 ai-generated, ... ; results in out.jsonl"."""
+def summary_line(tally: Tally, *, out: Path | None, total: int | None = None, interrupted: bool = False,
+                 skipped_folders: int = 0, kept: int = 0) -> str:
+    """One line for stderr: "scanned 61 files in 9.8 s: 8 ai-generated, ... ; results in out.jsonl".
+
+    ``kept``: records a resumed ``out`` already held, said after the time ("(7 already in out.jsonl: kept,
+    not rescanned)"); the counts are of this run's files.
+    """
     seconds = time.monotonic() - tally.started
     files = f"{tally.files} of {total}" if interrupted and total is not None else str(tally.files)
     verb = "interrupted after" if interrupted else "scanned"
     head = f"{verb} {files} file{'s' if tally.files != 1 else ''} in {seconds:.1f} s"
-    line = f"{head}: {tally.counts_text()}" if with_counts and tally.files else head
+    if kept:
+        head += f" ({kept} already in {out}: kept, not rescanned)"
+    line = f"{head}: {tally.counts_text()}" if tally.files else head
     if skipped_folders:
         line += f"; {skipped_folders} sub-folder{'s' if skipped_folders != 1 else ''} not scanned (use -r)"
     return line + (f"; results in {out}" if out is not None else "")

@@ -86,6 +86,9 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 ALPHA_BACKGROUND = 255
 """Grey level (white) that images with transparency are composited onto before analysis."""
 
+#: How Pillow starts the message for a file whose pixel data stops before the image is complete.
+_PILLOW_TRUNCATED = "image file is truncated"
+
 # Magic numbers, used only to word errors ("truncated or corrupt PNG") when Pillow cannot even open a file.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -420,8 +423,14 @@ def _bomb_reason(exc: Exception, max_pixels: int) -> str:
 
 
 def _describe(exc: BaseException, stage: str, fmt: str) -> str:
-    """One line that says what went wrong, in terms a fact-checker can act on."""
+    """One line that says what went wrong, in terms a fact-checker can act on.
+
+    Pillow's "image file is truncated (6 bytes not processed)" counts the bytes left in its own buffer,
+    not what the file lacks, so it becomes "the image data ends early"; other messages are kept.
+    """
     detail = str(exc) or type(exc).__name__
+    if detail.startswith(_PILLOW_TRUNCATED):
+        detail = "the image data ends early"
     if stage in ("open", "decode"):
         return one_line(f"truncated or corrupt {fmt}: {detail}", limit=_MAX_MESSAGE)
     return one_line(f"unsupported {fmt} pixel data: {detail}", limit=_MAX_MESSAGE)

@@ -108,7 +108,7 @@ def test_resume_refuses_a_file_of_another_format_or_garbage(run_apn, tiny_weight
 
 def test_resume_refuses_a_csv_onto_jsonl_output(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
     image = write_image(tmp_path / "a.png")
-    out = tmp_path / "results.jsonl"
+    out = tmp_path / "results.out"  # a name that promises no format: the content is what refuses --csv
     assert run_apn("scan", image, "--out", out, "--weights", tiny_weights).code in (0, 1)
     before = out.read_bytes()
     result = run_apn("scan", image, "--csv", "--out", out, "--resume", "--weights", tiny_weights)
@@ -161,7 +161,7 @@ def test_resume_exit_code_comes_from_the_whole_file(run_apn, tiny_weights: Path,
 
 def test_an_output_locked_by_another_run_is_refused(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
     image = write_image(tmp_path / "a.png")
-    out = tmp_path / "results.jsonl"
+    out = tmp_path / "results.out"  # a name that promises no format: the content is what refuses --csv
     assert run_apn("scan", image, "--out", out, "--weights", tiny_weights).code in (0, 1)
     before = out.read_bytes()
     with out.open("rb") as held:  # what a running scan holds

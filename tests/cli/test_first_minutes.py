@@ -114,6 +114,21 @@ def test_files_from_one_path_per_line(run_apn, tiny_weights: Path, tmp_path: Pat
     assert nothing.code == 2 and "--files-from" in nothing.stderr
 
 
+def test_empty_path_lists_are_named(tmp_path: Path) -> None:
+    """`-` (or --files-from) was given: the message says the list was empty, not to give one."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for args, said in ((["-"], "standard input held no paths"),
+                       (["--files-from", "-"], "standard input held no paths"),
+                       (["-0", "-"], "standard input held no paths"),
+                       (["--files-from", str(empty)], f"--files-from {empty} held no paths"),
+                       (["-", "--files-from", str(empty)],
+                        f"standard input and --files-from {empty} held no paths")):
+        done = subprocess.run([sys.executable, "-m", "apncli", "scan", *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr == f"error: nothing to scan: {said}\n", args
+
+
 def test_end_of_run_summary_on_stderr(run_apn, tiny_weights: Path, mixed_folder: Path,
                                       tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
@@ -123,6 +138,9 @@ def test_end_of_run_summary_on_stderr(run_apn, tiny_weights: Path, mixed_folder:
     assert summary.startswith("scanned 5 files in ")
     assert "2 ai-generated, 0 real, 3 unreadable" in summary
     assert summary.endswith(f"; 1 sub-folder not scanned (use -r); results in {out}")
+    table = run_apn("scan", mixed_folder, "--weights", tiny_weights, "--threshold", "0")  # stdout: the table
+    assert table.stderr.strip().splitlines()[-1].startswith("scanned 5 files in ")
+    assert ": 2 ai-generated, 0 real, 3 unreadable; 1 sub-folder not scanned" in table.stderr
     quiet = run_apn("scan", mixed_folder / "a.png", "--jsonl", "--weights", tiny_weights, "-q")
     assert quiet.stderr == ""
 
@@ -243,7 +261,12 @@ def test_bad_explain_dir_and_trust_anchors_fail_before_the_model_loads(run_apn, 
     no_pem = tmp_path / "anchors.pem"
     no_pem.write_text("not a certificate\n")
     missing_weights = tmp_path / "missing.safetensors"  # would fail only once the model is loaded
-    for option, value, message in (("--explain-dir", not_a_folder, "is not a folder"),
-                                   ("--c2pa-trust-anchors", no_pem, "holds no PEM certificate")):
+    missing_pem = tmp_path / "nonexist.pem"
+    for option, value, message in (
+            ("--explain-dir", not_a_folder, "is not a folder"),
+            ("--c2pa-trust-anchors", no_pem, "holds no PEM certificate"),
+            ("--c2pa-trust-anchors", missing_pem, f"{missing_pem}: no such file or directory"),
+            ("--c2pa-trust-anchors", tmp_path, f"{tmp_path}: is a directory")):
         result = run_apn("scan", image, option, value, "--weights", missing_weights)
         assert result.code == 2 and message in result.stderr and "missing.safetensors" not in result.stderr
+        assert "Errno" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,37 @@ def test_out_refuses_to_clobber_and_resume_skips_done(run_apn, tiny_weights: Pat
     assert sorted(Path(r["path"]).name for r in records) == sorted(
         ["a.png", "B.JPG", "empty.png", "text.jpg", "truncated.png"])
     assert resumed.code in (1, 3)
+    kept = f"already in {out}: kept, not rescanned"
+    assert "scanned 4 files in " in resumed.stderr and f" (1 {kept}): " in resumed.stderr
+    finished = run_apn("scan", mixed_folder, "--out", out, "--resume", "--weights", tiny_weights)
+    summary = finished.stderr.strip().splitlines()[-1]
+    assert summary.startswith("scanned 0 files in ")
+    assert f" s (5 {kept}); 1 sub-folder not scanned (use -r); results in {out}" in summary
+
+
+def test_out_suffix_picks_the_format_and_a_contradicting_flag_is_refused(run_apn, tiny_weights: Path,
+                                                                         tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", run_apn("scan", "--help").stdout).split())
+    assert "its suffix picks the format: .json a JSON document, .csv CSV, any other JSONL" in shown
+    image = write_image(tmp_path / "x.png")
+    contradictions = (("a.csv", "--json"), ("b.json", "--csv"), ("c.jsonl", "--json"), ("d.JSON", "--jsonl"))
+    for name, flag in contradictions:
+        out = tmp_path / name
+        refused = run_apn("scan", image, "--out", out, flag, "--force", "--weights", tmp_path / "no-model")
+        assert refused.code == 2 and not out.exists(), (name, flag)  # refused before the model loads
+        assert refused.stderr.startswith(f"error: --out {out} names a ")
+        assert refused.stderr.endswith("change the file name or drop the flag\n")
+        assert len(refused.stderr.splitlines()) == 1
+    plain = tmp_path / "res" / "out.txt"  # no flag, no known suffix: JSONL
+    assert run_apn("scan", image, "--out", plain, "--weights", tiny_weights).code in (0, 1)
+    assert _records(plain.read_text())[0]["path"] == str(image)
+    document = tmp_path / "x.json"  # no flag: the suffix picks a JSON document
+    run_apn("scan", image, "--out", document, "--weights", tiny_weights)
+    assert json.loads(document.read_text())["records"][0]["path"] == str(image)
+    flagged = tmp_path / "y.txt"  # a flag and a suffix that promises nothing: the flag
+    run_apn("scan", image, "--out", flagged, "--csv", "--weights", tiny_weights)
+    assert flagged.read_text().startswith("path,p_ai,")
 
 
 def test_out_never_overwrites_an_input(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
@@ -191,9 +223,34 @@ def test_explain_dir_writes_a_figure_per_flagged_image(run_apn, tiny_weights: Pa
     written = sorted(figures.iterdir())
     assert len(written) == 2 and sorted(r["figure"] for r in records) == [str(p) for p in written]
     assert all(Image.open(p).format == "PNG" for p in written)
-    none_flagged = run_apn("scan", images[0], "--jsonl", "--weights", tiny_weights, "--threshold", "1",
-                           "--explain-dir", tmp_path / "none")
-    assert "figure" not in _records(none_flagged.stdout)[0]
+    assert all(r["figure_error"] is None for r in records)
+
+
+def test_explain_dir_gives_every_record_the_figure_keys(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
+    """README: every record has every key. With --explain-dir that includes ``figure`` (null when none was
+    drawn: not flagged, or unreadable), in JSONL and as CSV columns; a resumed CSV keeps one header."""
+    images = [write_image(tmp_path / f"x{i}.png", seed=i) for i in range(2)]
+    (tmp_path / "broken.png").write_text("not an image")
+    inputs = (*images, tmp_path / "broken.png")
+    flag_none = ("--weights", tiny_weights, "--threshold", "1", "--no-provenance")
+    jsonl = _records(run_apn("scan", *inputs, "--jsonl", *flag_none, "--explain-dir", tmp_path / "f").stdout)
+    assert len(jsonl) == 3 and all(r["figure"] is None and r["figure_error"] is None for r in jsonl)
+    assert all(set(r) == RECORD_KEYS | {"figure", "figure_error"} for r in jsonl)
+    rows = list(csv.DictReader(io.StringIO(run_apn("scan", *inputs, "--csv", *flag_none, "--explain-dir",
+                                                   tmp_path / "f").stdout)))
+    assert len(rows) == 3 and all(row["figure"] == "" and row["figure_error"] == "" for row in rows)
+    flagged = run_apn("scan", images[0], "--csv", "--weights", tiny_weights, "--threshold", "0",
+                      "--explain-dir", tmp_path / "f", "--no-provenance")
+    assert next(csv.DictReader(io.StringIO(flagged.stdout)))["figure"].startswith(str(tmp_path / "f"))
+    plain = run_apn("scan", images[0], "--csv", *flag_none)  # no --explain-dir: no figure columns
+    assert "figure" not in plain.stdout.splitlines()[0] and "figure" not in _records(
+        run_apn("scan", images[0], "--jsonl", *flag_none).stdout)[0]
+    out = tmp_path / "out.csv"
+    run_apn("scan", images[0], "--out", out, *flag_none, "--explain-dir", tmp_path / "f")
+    mixed = run_apn("scan", *images, "--out", out, "--resume", *flag_none)
+    assert mixed.code == 2 and "written with --explain-dir" in mixed.stderr
+    resumed = run_apn("scan", *images, "--out", out, "--resume", *flag_none, "--explain-dir", tmp_path / "f")
+    assert resumed.code == 0 and [len(row) for row in csv.reader(io.StringIO(out.read_text()))] == [19] * 3
 
 
 def test_lying_checkpoints_are_refused_in_one_line(run_apn, tmp_path: Path) -> None:

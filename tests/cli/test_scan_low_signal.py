@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,11 @@ def test_colours_under_transparent_pixels_cannot_change_the_score(run_apn, tiny_
     records = _records(scanned.stdout)
     assert records["a.png"]["p_ai"] == records["b.png"]["p_ai"]
     assert records["a.png"]["has_alpha"] is True and records["a.png"]["transparent_fraction"] == 0.375
+
+
+def test_threshold_help_says_low_signal_images_stay_inconclusive(run_apn, monkeypatch) -> None:
+    """--threshold drops the score band only; its help must not promise that nothing is inconclusive."""
+    monkeypatch.setenv("COLUMNS", "200")
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", run_apn("scan", "--help").stdout).split())
+    assert "no inconclusive score band, but low-signal images stay inconclusive" in text
+    assert "(no inconclusive band)" not in text

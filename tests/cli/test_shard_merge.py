@@ -62,12 +62,29 @@ def test_merge_refuses_mixed_models_and_overlaps(run_apn, tiny_weights: Path, tm
     run_apn("scan", image, "--weights", tiny_weights, "--threshold", "0.7", "--out", high)
     mixed = run_apn("merge", low, high)
     assert mixed.code == 2 and "refusing to mix models" in mixed.stderr and not mixed.stdout
-    twice = run_apn("merge", low, low)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(low.read_bytes())
+    twice = run_apn("merge", low, copy)
     assert twice.code == 2 and "run twice" in twice.stderr
     empty = tmp_path / "empty-shard.jsonl"  # a part that held no files
     empty.write_text("")
     with_empty = run_apn("merge", low, empty)
     assert with_empty.code == 0 and with_empty.stdout == low.read_text()
+
+
+def test_one_file_given_twice_is_named_not_blamed_on_shards(run_apn, tiny_weights: Path, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    part = tmp_path / "a.jsonl"
+    run_apn("scan", write_image(tmp_path / "x.png"), "--weights", tiny_weights, "--out", part)
+    (tmp_path / "link.jsonl").symlink_to(part)
+    monkeypatch.chdir(tmp_path)
+    for verb in ("merge", "report"):
+        extra = ["--out", "page.html"] if verb == "report" else []
+        same = run_apn(verb, "a.jsonl", "a.jsonl", *extra)
+        assert same.code == 2 and same.stderr == "error: a.jsonl given twice; give each scan output once\n"
+        other_name = run_apn(verb, "a.jsonl", "./link.jsonl", *extra)
+        assert other_name.code == 2 and "a.jsonl and link.jsonl (one file) given twice" in other_name.stderr
+        assert "run twice" not in same.stderr + other_name.stderr and not same.stdout
 
 
 def test_merge_leaves_out_a_torn_last_line_and_refuses_other_files(run_apn, tiny_weights: Path,

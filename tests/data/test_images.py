@@ -106,6 +106,16 @@ def test_error_messages_say_why(corpus: tuple[Path, dict[str, str]], name: str, 
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_file_cut_in_half_says_its_data_ends_early(fmt: str) -> None:
+    """Pillow's "(6 bytes not processed)" counts its own buffer; it must not suggest a nearly whole file."""
+    pixels = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    data = _encode(Image.fromarray(pixels), fmt)
+    with pytest.raises(ImageError) as info:
+        decode_bytes(data[: len(data) // 2])
+    assert str(info.value) == f"truncated or corrupt {fmt}: the image data ends early"
+
+
 def test_png_roundtrip_is_exact(tiny_rgb_png: Path, tiny_rgb: np.ndarray) -> None:
     result = decode_image(tiny_rgb_png)
     _check_decoded(result)
