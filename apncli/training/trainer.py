@@ -59,7 +59,7 @@ from apncli.engine.cache import MODEL_FILE
 from apncli.engine.checkpoint import default_preprocessing, save_checkpoint
 from apncli.engine.device import autocast_dtype
 from apncli.engine.registry import RegistryEntry, load_registry
-from apncli.errors import UsageError
+from apncli.errors import TEACHER_INSTALL, UsageError
 from apncli.model import APN, CLUB, APNConfig, APNOutput, build_model, get_config
 from apncli.training import distributed as ddp
 from apncli.training.calibration import Calibration, calibrate
@@ -456,7 +456,8 @@ class _Run:
             self.log(
                 "WARNING: implicit purification is degenerate without a semantic teacher: L_se1 only asks "
                 "the two branches' artifact-irrelevant features to agree, which a constant satisfies, so "
-                "they can collapse and purify nothing. Pass --teacher clip_b16 (pip install 'apn[teacher]')."
+                "they can collapse and purify nothing. Pass --teacher clip_b16 "
+                f"({TEACHER_INSTALL})."
             )
 
     def _teacher_file(self, teacher: str) -> Path:

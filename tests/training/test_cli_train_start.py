@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from synthdata import TINY_TRAIN_FLAGS, make_folder_dataset
 
-from apncli.cli.train import CONFIG_CHOICES, TEACHER_INSTALL
+from apncli.cli.train import CONFIG_CHOICES
 from apncli.engine.registry import load_registry
-from apncli.errors import UsageError
+from apncli.errors import TEACHER_INSTALL, UsageError
 from apncli.model import CONFIGS
 from apncli.model.config import PRETRAINED_TRUNKS
 
