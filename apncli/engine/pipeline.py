@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -142,25 +141,12 @@ def score_candidates(detector: Detector, candidates: Iterable[Candidate],
         yield from _Scan(detector, options).run(candidates)
 
 
-@dataclass
-class _Slot:
-    """One candidate's place in the scan window, in input order: its decode, then its scoring group."""
-
-    candidate: Candidate
-    decode: futures.Future[DecodedFile]
-    decoded: DecodedFile | None = None  # set once taken from ``decode`` (or timed out)
-    scores: futures.Future[np.ndarray] | None = None  # its group's pass, once submitted
-    offset: int = 0  # where its crops start in the group's scores
-
-
 class _Scan:
-    """One running scan: decode threads → scoring of whatever has decoded → records in input order.
+    """One running scan: decode threads → bounded queue → concurrent scoring → records in input order.
 
-    Files are scored as soon as they are decoded, not in input order: a 12-MP HEIC that takes a second to
-    decode no longer holds back the files behind it while a core idles; only their records wait for it.
     Bounded at every stage, so memory does not grow with the folder: at most ``prefetch`` files are
-    between submission and output (being decoded, waiting for a group of ``batch`` crops, being scored,
-    or scored and waiting for an earlier file's record); ``streams`` passes run at once.
+    being decoded, fewer than ``batch`` decoded images wait for a group, and at most ``streams + 1``
+    groups are being scored (``streams`` running, one queued so no scoring thread idles).
     """
 
     def __init__(self, detector: Detector, options: ScanOptions) -> None:
@@ -168,94 +154,43 @@ class _Scan:
         workers = max(1, options.workers)
         self.streams = inference_threads(detector, options)
         self.batch = options.batch_size or default_batch(detector)
-        self.prefetch = 2 * workers + 2 * self.batch
+        self.prefetch = 2 * workers + self.batch
         self.decode_pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apn-decode")
         self.score_pool = futures.ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="apn-score")
-        self.window: deque[_Slot] = deque()
-        self.ready: list[_Slot] = []  # decoded, not yet in a group
-        self.head_wait: tuple[_Slot, float] | None = None  # the head slot's decode deadline
+        self.decoding: deque[tuple[Candidate, futures.Future[DecodedFile]]] = deque()
+        self.ready: list[DecodedFile] = []
+        self.scoring: deque[tuple[list[DecodedFile], futures.Future[np.ndarray]]] = deque()
 
     def run(self, candidates: Iterable[Candidate]) -> Iterator[ScanRecord]:
         try:
             for candidate in candidates:
-                decode = self.decode_pool.submit(_decode_for, self.detector, candidate, self.options.annotate)
-                self.window.append(_Slot(candidate, decode))
-                yield from self._advance(drain=False)
-            yield from self._advance(drain=True)
+                future = self.decode_pool.submit(_decode_for, self.detector, candidate, self.options.annotate)
+                self.decoding.append((candidate, future))
+                # Take finished decodes at once, so scoring starts as soon as a batch is there.
+                while len(self.decoding) >= self.prefetch or (self.decoding and self.decoding[0][1].done()):
+                    self._take_decoded()
+                    yield from self._emit(self.streams)
+            while self.decoding:
+                self._take_decoded()
+            self._submit_group()
+            yield from self._emit(0)
         finally:
             # On Ctrl-C or an early stop, drop queued work instead of finishing it.
             self.decode_pool.shutdown(wait=False, cancel_futures=True)
             self.score_pool.shutdown(wait=False, cancel_futures=True)
 
-    def _advance(self, drain: bool) -> Iterator[ScanRecord]:
-        """Group what has decoded and write what is scored; wait while the window is full (or, with
-        ``drain``, until it is empty)."""
-        while True:
-            self._take_decoded(flush=drain and all(s.decoded is not None for s in self.window))
-            yield from self._emit()
-            if not self.window or (not drain and len(self.window) < self.prefetch):
-                return
-            head = self.window[0]
-            if head.decoded is not None and head.scores is None and head.decoded.crops:
-                self._submit_group()  # the head waits in a part-filled group: score it now
-                continue
-            self._wait(head)
-
-    def _take_decoded(self, flush: bool) -> None:
-        """Move every finished decode (any position) into the current group; submit full groups."""
-        for slot in self.window:
-            if slot.decoded is None and slot.decode.done():
-                self._add(slot, slot.decode.result())
-        if flush:
-            self._submit_group()
-
-    def _add(self, slot: _Slot, decoded: DecodedFile) -> None:
-        slot.decoded = decoded
-        if not decoded.crops:  # an error: its record needs no scores
-            return
-        self.ready.append(slot)
-        # Counting files too bounds a group of images with one crop each.
-        if sum(len(s.decoded.crops) for s in self.ready) >= self.batch or len(self.ready) >= self.batch:
-            self._submit_group()
-
-    def _submit_group(self) -> None:
-        if not self.ready:
-            return
-        items = [slot.decoded for slot in self.ready]
-        future = self.score_pool.submit(_score_crops, self.detector, items, self.batch)
-        offset = 0
-        for slot in self.ready:
-            slot.scores, slot.offset = future, offset
-            offset += len(slot.decoded.crops)
-        self.ready = []
-
-    def _emit(self) -> Iterator[ScanRecord]:
-        """Records of the oldest slots, as long as each is complete."""
-        while self.window:
-            slot = self.window[0]
-            if slot.decoded is None or (slot.decoded.crops and not (slot.scores and slot.scores.done())):
-                return
-            self.window.popleft()
-            item = slot.decoded
-            scores = (slot.scores.result()[slot.offset:slot.offset + len(item.crops)]
-                      if slot.scores is not None else np.empty(0))
-            yield _record_for(self.detector, item, scores, self.options)
-
-    def _wait(self, head: _Slot) -> None:
-        """Block until a decode or a pass finishes; a head decode past ``decode_timeout_s`` becomes an
-        error record and its thread is abandoned."""
-        timeout = None
-        if head.decoded is None:
-            if self.head_wait is None or self.head_wait[0] is not head:
-                self.head_wait = (head, time.monotonic() + self.options.decode_timeout_s)
-            timeout = max(0.0, self.head_wait[1] - time.monotonic())
-        pending = {s.decode for s in self.window if s.decoded is None}
-        pending |= {s.scores for s in self.window if s.scores is not None and not s.scores.done()}
-        done, _ = futures.wait(pending, timeout=timeout, return_when=futures.FIRST_COMPLETED)
-        if not done and head.decoded is None:
-            seconds = self.options.decode_timeout_s
-            self._add(head, DecodedFile(head.candidate, error=f"decode timed out after {seconds:g} s"))
+    def _take_decoded(self) -> None:
+        candidate, future = self.decoding.popleft()
+        try:
+            decoded = future.result(timeout=self.options.decode_timeout_s)
+        except futures.TimeoutError:
+            timeout = self.options.decode_timeout_s
+            decoded = DecodedFile(candidate, error=f"decode timed out after {timeout:g} s")
             self._abandon_stuck_decoder()
+        self.ready.append(decoded)
+        # Counting files too flushes a long run of unreadable files, which have no crops.
+        if _crop_count(self.ready) >= self.batch or len(self.ready) >= self.batch:
+            self._submit_group()
 
     def _abandon_stuck_decoder(self) -> None:
         """A decode ran past the timeout: leave its thread behind (Python cannot kill a thread) and move
@@ -264,11 +199,27 @@ class _Scan:
         _abandoned_decodes += 1
         stuck, self.decode_pool = self.decode_pool, futures.ThreadPoolExecutor(
             max_workers=max(1, self.options.workers), thread_name_prefix="apn-decode")
-        for slot in self.window:
-            if slot.decoded is None and slot.decode.cancel():  # not started yet: decode it in the new pool
-                slot.decode = self.decode_pool.submit(_decode_for, self.detector, slot.candidate,
-                                                      self.options.annotate)
+        for index, (candidate, future) in enumerate(self.decoding):
+            if future.cancel():  # not started yet: decode it in the new pool instead
+                self.decoding[index] = (candidate, self.decode_pool.submit(
+                    _decode_for, self.detector, candidate, self.options.annotate))
         stuck.shutdown(wait=False, cancel_futures=True)
+
+    def _submit_group(self) -> None:
+        if self.ready:
+            future = self.score_pool.submit(_score_crops, self.detector, self.ready, self.batch)
+            self.scoring.append((self.ready, future))
+            self.ready = []
+
+    def _emit(self, keep: int) -> Iterator[ScanRecord]:
+        """Records of the oldest groups, waiting for their scores, until ``keep`` groups are left."""
+        while len(self.scoring) > keep:
+            decoded, scored = self.scoring.popleft()
+            scores = scored.result()
+            start = 0
+            for item in decoded:
+                yield _record_for(self.detector, item, scores[start:start + len(item.crops)], self.options)
+                start += len(item.crops)
 
 
 def default_batch(detector: Detector) -> int:

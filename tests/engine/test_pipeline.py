@@ -1,15 +1,13 @@
-"""The scan's decode step (what it hands to scoring, and what it avoids doing to get there) and its
-scheduling (what runs while a slow file decodes)."""
+"""The scan's decode step: what it hands to scoring, and what it avoids doing to get there."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from apn_testing import tiny_detector, write_image
+from apn_testing import tiny_detector
 from PIL import Image
 
 from apncli.data import images
@@ -45,31 +43,3 @@ def test_cpu_passes_hold_a_pixel_budget_of_crops_unless_told(crop: int, expected
     assert pipeline.default_batch(detector) == expected
     assert pipeline._Scan(detector, pipeline.ScanOptions()).batch == expected
     assert pipeline._Scan(detector, pipeline.ScanOptions(batch_size=3)).batch == 3
-
-
-def test_files_behind_a_slow_decode_are_scored_while_it_runs_and_written_after_it(tmp_path: Path,
-                                                                                  monkeypatch) -> None:
-    """A 12-MP HEIC takes about a second to decode; the files behind it are scored meanwhile (so no core
-    idles), and the records still come out in input order with the scores a lone scan gives each file."""
-    paths = [write_image(tmp_path / f"{i:02d}.png", seed=i) for i in range(12)]
-    detector = tiny_detector()
-    alone = {p.name: next(pipeline.scan(detector, [p], pipeline.ScanOptions())).p_ai for p in paths}
-    later_scored, waited = threading.Event(), []
-    real_decode, real_score = pipeline.decode_crops, pipeline._score_crops
-
-    def slow_first(detector_, path: Path) -> pipeline.DecodedFile:
-        if path.name == "00.png":
-            waited.append(later_scored.wait(timeout=20))  # True only if later files get scored meanwhile
-        return real_decode(detector_, path)
-
-    def score(detector_, decoded, batch):
-        if any(item.candidate.path.name != "00.png" for item in decoded):
-            later_scored.set()
-        return real_score(detector_, decoded, batch)
-
-    monkeypatch.setattr(pipeline, "decode_crops", slow_first)
-    monkeypatch.setattr(pipeline, "_score_crops", score)
-    records = list(pipeline.scan(detector, [tmp_path], pipeline.ScanOptions(workers=2, batch_size=4)))
-    assert waited == [True], "nothing behind the slow file was scored while it decoded"
-    assert [Path(r.path).name for r in records] == sorted(alone)
-    assert all(abs(r.p_ai - alone[Path(r.path).name]) < 1e-5 for r in records)
