@@ -116,22 +116,26 @@ def _check(entry: RegistryEntry) -> Check:
 
 def _check_shipped(entry: RegistryEntry) -> Check:
     path = weights_dir() / str(entry.file)
-    if not path.is_file():
-        return Check(entry.name, "shipped file missing", _missing_shipped_message(entry, path))
-    mismatch = _mismatch(path, entry)
-    if mismatch is None:
-        return Check(entry.name, "shipped")
-    return Check(entry.name, "shipped file corrupt", _mismatch_message(path, entry, mismatch))
+    return _check_installed(entry, path, ("shipped", "shipped file missing", "shipped file corrupt"),
+                            _missing_shipped_message(entry, path))
 
 
 def _check_package(entry: RegistryEntry) -> Check:
-    path = package_path(entry)
+    return _check_installed(entry, package_path(entry), ("ok (package)", "package not installed",
+                                                         "package file corrupt"))
+
+
+def _check_installed(entry: RegistryEntry, path: Path | None, statuses: tuple[str, str, str],
+                     missing_message: str | None = None) -> Check:
+    """A file apn does not manage (shipped, or from a package) against its pin; reported, never deleted.
+    ``statuses``: what to call it when fine, when missing, when it does not match."""
+    fine, missing, corrupt = statuses
     if path is None or not path.is_file():
-        return Check(entry.name, "package not installed")
+        return Check(entry.name, missing, missing_message)
     mismatch = _mismatch(path, entry)
     if mismatch is None:
-        return Check(entry.name, "ok (package)")
-    return Check(entry.name, "package file corrupt", _mismatch_message(path, entry, mismatch))
+        return Check(entry.name, fine)
+    return Check(entry.name, corrupt, _mismatch_message(path, entry, mismatch))
 
 
 def _check_cached(entry: RegistryEntry) -> Check:
