@@ -6,9 +6,10 @@ package (never imported, never downloaded). Every file reached by a registered n
 pin (size and sha256); a shipped or package file that does not match is refused, never scored.
 
 Hashing a 350 MB backbone on every run would cost more than the
-scan, so a file is hashed in full the first time it is used and the result is recorded in a small stamp
-(path, size, mtime, inode); it is trusted again only while those still match. ``verify_cache`` ignores
-stamps and re-hashes everything.
+scan, so a cached or package file is hashed in full the first time it is used and the result is recorded
+in a small stamp (path, size, mtime, inode); it is trusted again only while those still match. Shipped
+detectors (tens of MB, ~50 ms to hash) are hashed at every load and never stamped, so scanning with them
+writes nothing to the user cache. ``verify_cache`` ignores stamps and re-hashes everything.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def _check_installed(entry: RegistryEntry, path: Path | None, statuses: tuple[st
     fine, missing, corrupt = statuses
     if path is None or not path.is_file():
         return Check(entry.name, missing, missing_message)
-    mismatch = _mismatch(path, entry)
+    mismatch = _mismatch(path, entry, stamp=entry.is_package)  # shipped files are never stamped
     if mismatch is None:
         return Check(entry.name, fine)
     return Check(entry.name, corrupt, _mismatch_message(path, entry, mismatch))
@@ -161,7 +162,10 @@ def _shipped_file(entry: RegistryEntry) -> Path:
     path = weights_dir() / str(entry.file)
     if not path.is_file():
         raise ModelNotFoundError(_missing_shipped_message(entry, path))
-    _trusted(path, entry)  # raises for a shipped file that does not match its pin
+    # Hashed at every load, never stamped (33 MB: ~50 ms), so a scan writes nothing to the user cache.
+    mismatch = _mismatch(path, entry, stamp=False)
+    if mismatch is not None:
+        raise ModelNotFoundError(_mismatch_message(path, entry, mismatch))
     return path
 
 
@@ -207,9 +211,9 @@ def _trusted(path: Path, entry: RegistryEntry) -> bool:
     raise ModelNotFoundError(_mismatch_message(path, entry, mismatch))
 
 
-def _mismatch(path: Path, entry: RegistryEntry) -> str | None:
-    """None when ``path`` has the pinned size and sha256 (hashed in full, then stamped); else what differs,
-    as "expected X, got Y" (hashes shortened to 12 hex digits)."""
+def _mismatch(path: Path, entry: RegistryEntry, stamp: bool = True) -> str | None:
+    """None when ``path`` has the pinned size and sha256 (hashed in full, then stamped unless ``stamp`` is
+    False); else what differs, as "expected X, got Y" (hashes shortened to 12 hex digits)."""
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         return f"expected {entry.size} bytes, got {size}"
@@ -218,7 +222,8 @@ def _mismatch(path: Path, entry: RegistryEntry) -> str | None:
     actual = file_digest(path)
     if actual != entry.sha256:
         return f"expected sha256 {entry.sha256[:12]}…, got {actual[:12]}…"
-    _record_verified(path, entry.sha256)
+    if stamp:
+        _record_verified(path, entry.sha256)
     return None
 
 
