@@ -38,6 +38,26 @@ except ImportError:  # Windows: no advisory locks; exclusive creation still prot
 
 #: Output formats ``--resume`` can continue (a JSON document is closed when the run ends).
 RESUMABLE_FORMATS = ("jsonl", "csv")
+FILE_FORMATS = ("json", "jsonl", "csv")
+
+
+def format_for(out: Path, flag: str | None, writable: Sequence[str] = FILE_FORMATS) -> str:
+    """The format to write ``out`` in: the format ``flag`` (json, jsonl or csv), else the one the file's
+    suffix names (.json, .jsonl, .csv, any case), else JSONL.
+
+    Raises ``UsageError`` (one line) when the suffix names another format than the flag, or one this
+    command cannot write (``writable``): ``x.csv --json`` would be JSON in a file every tool reads as CSV.
+    """
+    suffix = out.suffix.lower().lstrip(".")
+    named = suffix if suffix in FILE_FORMATS else None
+    if flag is not None and named not in (None, flag):
+        raise UsageError(f"--out {out} names a {named.upper()} file but --{flag} writes {flag.upper()}; "
+                         "change the file name or drop the flag")
+    if named is not None and named not in writable:
+        kinds = " or ".join(k.upper() for k in writable)
+        raise UsageError(f"--out {out} names a {named.upper()} file, but this command writes {kinds}; "
+                         "change the file name")
+    return flag or named or "jsonl"
 #: A record line is a few KiB at most; a longer "line" is not apn output, and is not read into memory.
 MAX_LINE_BYTES = 4 << 20
 _JSONL_START = b'{"path": '

@@ -57,14 +57,18 @@ def report_command(
 
 def merge_command(
     inputs: list[Path] = typer.Argument(..., help="Scan output files (JSON or JSONL).", show_default=False),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout; a .json name "
+                                    "gets a JSON document, other names JSONL (a .csv name is refused)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document (default: JSONL)."),
     force: bool = typer.Option(False, "--force", help="Allow --out to overwrite an existing file."),
 ) -> int:
+    flag = "json" if as_json else None
+    fmt = flag or "jsonl"
     if out is not None:
+        fmt = outfile.format_for(out, flag, writable=("json", "jsonl"))
         outfile.prepare_target(out, inputs, force=force, option="--out")
     results = _load(inputs)
-    fmt_json = as_json or (out is not None and out.suffix.lower() == ".json")
+    fmt_json = fmt == "json"
     stream = sys.stdout if out is None else io.StringIO()
     writer = output.JsonWriter(stream, merged_manifest(results)) if fmt_json else output.JsonlWriter(stream)
     for record in results.records:

@@ -197,16 +197,10 @@ def _choose_format(as_json: bool, as_jsonl: bool, as_csv: bool, out: Path | None
     chosen = [name for name, flag in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv)) if flag]
     if len(chosen) > 1:
         raise UsageError("choose at most one of --json, --jsonl, --csv")
-    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-    named = suffix if suffix in ("json", "jsonl", "csv") else None
-    if chosen and named not in (None, chosen[0]):
-        raise UsageError(f"--out {out} names a {named.upper()} file but --{chosen[0]} writes "
-                         f"{chosen[0].upper()}; change the file name or drop the flag")
-    if chosen:
-        return chosen[0]
+    flag = chosen[0] if chosen else None
     if out is not None:
-        return named or "jsonl"
-    return "table"
+        return outfile.format_for(out, flag)
+    return flag or "table"
 
 
 @contextlib.contextmanager

@@ -55,6 +55,22 @@ def test_merge_reads_json_documents_and_writes_one(run_apn, tiny_weights: Path, 
     assert again.code == 2 and "exists" in again.stderr
 
 
+def test_merge_writes_no_file_whose_name_promises_another_format(run_apn, tiny_weights: Path,
+                                                                 tmp_path: Path) -> None:
+    """merge writes JSON or JSONL: ``--out x.csv`` (a CSV name) and ``--json --out x.jsonl`` are refused in
+    one line before anything is read, instead of leaving JSON Lines in a file every tool opens as CSV."""
+    part = tmp_path / "part.jsonl"
+    run_apn("scan", write_image(tmp_path / "x.png"), "--weights", tiny_weights, "--out", part)
+    for out, extra in ((tmp_path / "x.csv", ()), (tmp_path / "y.jsonl", ("--json",))):
+        refused = run_apn("merge", part, "--out", out, *extra)
+        assert refused.code == 2 and not out.exists(), out.name
+        assert refused.stderr.startswith(f"error: --out {out} names a ")
+        assert len(refused.stderr.splitlines()) == 1
+    plain = tmp_path / "merged.txt"  # a name that promises nothing: JSONL
+    assert run_apn("merge", part, "--out", plain).code == 0
+    assert json.loads(plain.read_text().splitlines()[0])["path"].endswith("x.png")
+
+
 def test_merge_refuses_mixed_models_and_overlaps(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
     image = write_image(tmp_path / "x.png")
     low, high = tmp_path / "low.jsonl", tmp_path / "high.jsonl"
