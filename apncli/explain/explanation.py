@@ -145,12 +145,13 @@ class Explanation:
         return spectra.centred_full_plane(self.log_spectrum, self.crop_size[1])
 
     def decision_rule(self) -> str:
-        """"threshold 0.50" plus the inconclusive band when there is one (an empty band is no band)."""
-        rule = f"threshold {self.threshold:.2f}"
+        """The rule as the verdict applies it, in a few words: "inconclusive 0.583-0.677" (real below,
+        ai-generated above: the threshold inside the band decides nothing), or "threshold 0.500" when the
+        band is empty. Three decimals, as in the plain-language reading, so an edge is never misread."""
         band = self.inconclusive_band
         if band and band[0] < band[1]:
-            rule += f", inconclusive {band[0]:.2f}-{band[1]:.2f}"
-        return rule
+            return f"inconclusive {band[0]:.3f}-{band[1]:.3f}"
+        return f"threshold {self.threshold:.3f}"
 
     def band_display_max(self) -> float:
         """Top of the colour scale shared by both band maps: their largest channel-mean share (≤ 1).

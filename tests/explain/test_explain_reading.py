@@ -100,6 +100,8 @@ def test_decision_rule_is_stated_as_the_detector_applies_it(run_apn, tmp_path: P
     assert ("This model reads it as real below 0.583, inconclusive from 0.583 to 0.677 (both included), "
             "ai-generated above 0.677.") in result.stdout
     assert "from 0.669" not in result.stdout
+    assert "(inconclusive 0.583-0.677)" in result.stdout  # the summary line: the edges, not "threshold 0.67"
+    assert "threshold 0.67" not in result.stdout
     detector = Detector.load(weights, device="cpu")
     assert [detector.verdict(p) for p in (0.5829, 0.583, 0.669, 0.672, 0.677, 0.6771)] == [
         "real", "inconclusive", "inconclusive", "inconclusive", "inconclusive", "ai-generated"]
