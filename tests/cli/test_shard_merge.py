@@ -31,8 +31,10 @@ def test_merged_shards_equal_one_scan_byte_for_byte(run_apn, tiny_weights: Path,
     for index in (1, 2, 3):
         part = tmp_path / f"part{index}.jsonl"
         run_apn("scan", folder, "-r", "--weights", tiny_weights, "--shard", f"{index}/3", "--out", part)
-        assert part.read_text().strip(), "every shard of this folder holds some files"
         parts.append(part)
+    # Shards split by a hash of each path, and pytest's folder names vary: one of three shards of 15 files
+    # is empty in ~0.7 % of runs (merge takes empty parts); two empty ones, ~1e-7.
+    assert sum(bool(part.read_text().strip()) for part in parts) >= 2
     merged = run_apn("merge", *parts)
     assert merged.code == 0, merged.stderr
     assert merged.stdout.splitlines() == _sorted_lines(whole.stdout)
