@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from apncli.cli import common
-from apncli.cli.output import CSV_COLUMNS, csv_columns
+from apncli.cli.output import CSV_COLUMNS, FIGURE_FIELDS, csv_columns
 from apncli.cli.summary import DECLARED_AI, declares_ai
 from apncli.data.discover import display_path
 from apncli.data.images import describe_os_error
@@ -129,6 +129,7 @@ class Prior:
     relative: int = 0  # successful records with a relative path
     relative_found: bool = False  # … of which at least one exists from the current folder
     declared_ai: int = 0  # records whose file's metadata declares AI generation
+    figures: set[bool] = field(default_factory=set)  # JSONL: whether records carry the --explain-dir keys
 
     def add(self, path: str, verdict: str | None, error: str | None, sha256: str | None,
             threshold: float | None, declared_ai: bool = False) -> None:
@@ -197,6 +198,9 @@ class ScanOutput:
             self.end = _read_csv(self.handle, self.path, self.prior, self.columns)
         else:
             self.end = _read_jsonl(self.handle, self.path, self.prior)
+            drawn = FIGURE_FIELDS[0] in self.columns
+            if self.prior.figures - {drawn}:  # records with(out) figure keys next to ones without(with)
+                raise _explain_dir_mismatch(self.path, written_with=not drawn)
         if self.prior.relative and not self.prior.relative_found:
             raise UsageError(f"no file that {self.path} records by relative path ({self.prior.relative}) is "
                              "found from this folder; run --resume from the folder the scan started in")
@@ -288,6 +292,7 @@ def _add_json_record(prior: Prior, line: bytes, path: Path, number: int) -> None
     if not isinstance(record, dict):
         raise _not_ours(path, f"line {number} is not a JSON object")
     model = record.get("model")
+    prior.figures.add(FIGURE_FIELDS[0] in record)
     _add(prior, path, number, record.get("path"), record.get("verdict"), record.get("error"),
          model.get("sha256") if isinstance(model, dict) else None, record.get("threshold"),
          isinstance(record.get("provenance"), dict) and declares_ai(record))
@@ -343,10 +348,15 @@ def _check_header(path: Path, header: tuple[str, ...], columns: tuple[str, ...])
         return
     for figures in (False, True):
         if header == csv_columns(figures):
-            given = "with" if figures else "without"
-            raise UsageError(f"cannot resume {path}: it was written {given} --explain-dir (its columns); "
-                             f"resume {given} --explain-dir too")
+            raise _explain_dir_mismatch(path, written_with=figures)
     raise _not_ours(path, f"its columns are {one_line(','.join(header), limit=120)!r}, not apn's")
+
+
+def _explain_dir_mismatch(path: Path, written_with: bool) -> UsageError:
+    """A resumed output's records must all have the ``--explain-dir`` keys, or none of them."""
+    given = "with" if written_with else "without"
+    return UsageError(f"cannot resume {path}: it was written {given} --explain-dir (its fields); resume "
+                      f"{given} --explain-dir too")
 
 
 def _number(text: str) -> float | None:

@@ -228,7 +228,7 @@ def test_explain_dir_writes_a_figure_per_flagged_image(run_apn, tiny_weights: Pa
 
 def test_explain_dir_gives_every_record_the_figure_keys(run_apn, tiny_weights: Path, tmp_path: Path) -> None:
     """README: every record has every key. With --explain-dir that includes ``figure`` (null when none was
-    drawn: not flagged, or unreadable), in JSONL and as CSV columns; a resumed CSV keeps one header."""
+    drawn: not flagged, or unreadable), in JSONL and as CSV columns; a resumed output keeps one shape."""
     images = [write_image(tmp_path / f"x{i}.png", seed=i) for i in range(2)]
     (tmp_path / "broken.png").write_text("not an image")
     inputs = (*images, tmp_path / "broken.png")
@@ -251,6 +251,13 @@ def test_explain_dir_gives_every_record_the_figure_keys(run_apn, tiny_weights: P
     assert mixed.code == 2 and "written with --explain-dir" in mixed.stderr
     resumed = run_apn("scan", *images, "--out", out, "--resume", *flag_none, "--explain-dir", tmp_path / "f")
     assert resumed.code == 0 and [len(row) for row in csv.reader(io.StringIO(out.read_text()))] == [19] * 3
+    lines = tmp_path / "out.jsonl"  # JSONL too: one file never mixes records with and without the keys
+    run_apn("scan", images[0], "--out", lines, *flag_none)
+    mixed = run_apn("scan", *images, "--out", lines, "--resume", *flag_none, "--explain-dir", tmp_path / "f")
+    assert mixed.code == 2 and "written without --explain-dir" in mixed.stderr
+    assert len(mixed.stderr.splitlines()) == 1 and len(_records(lines.read_text())) == 1
+    resumed = run_apn("scan", *images, "--out", lines, "--resume", *flag_none)
+    assert resumed.code == 0 and all("figure" not in r for r in _records(lines.read_text()))
 
 
 def test_lying_checkpoints_are_refused_in_one_line(run_apn, tmp_path: Path) -> None:
