@@ -102,10 +102,12 @@ class Detector:
         checkpoint.check_declared_network(path)
         state_dict, metadata = checkpoint.load_checkpoint(path)
         name = str(metadata.get("name") or Path(path).stem)
-        if not Path(str(name_or_path)).exists():
+        sha256 = None
+        if not Path(str(name_or_path)).exists():  # a registered name: resolving it checked the file's pin
             name = str(name_or_path)
+            sha256 = registry.get_entry(name).sha256
         return cls._from_state(state_dict, metadata, name=name, path=Path(path),
-                               sha256=checkpoint.file_sha256(path), device=device, tiles=tiles)
+                               sha256=sha256 or checkpoint.file_sha256(path), device=device, tiles=tiles)
 
     @classmethod
     def from_model(cls, model: APN, metadata: dict[str, Any], *, name: str = "in-memory",
