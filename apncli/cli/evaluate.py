@@ -124,7 +124,7 @@ def eval_command(
     with _progress() as progress:
         task = progress.add_task("scoring", total=total)
         report = evaluate_groups(
-            lambda images: detector.predict(images, batch_size=batch_size),
+            lambda images: detector.judge(images, threshold, batch_size=batch_size),
             groups,
             cut,
             perturbations,
@@ -133,7 +133,6 @@ def eval_command(
             seed=seed,
             workers=workers,
             on_progress=lambda n: progress.advance(task, n),
-            judge=lambda image, p_ai: detector.verdict(p_ai, threshold, signal=detector.prepare(image)[1]),
         )
     for message in report["skipped"]:
         common.stderr_console.print(printable(f"skipped unreadable file: {message}"), markup=False)

@@ -208,9 +208,21 @@ class Detector:
 
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """Per-image probability (mean over the image's crops) for RGB uint8 arrays."""
-        per_image = [self.crops_of(image) for image in images]
-        flat = [crop for crops in per_image for crop in crops]
-        return aggregate(self.predict_crops(flat, batch_size), [len(crops) for crops in per_image])
+        return self._scored(images, batch_size)[0]
+
+    def judge(self, images: Sequence[np.ndarray], threshold: float | None = None,
+              batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
+        """Per image, its probability (as ``predict``) and the verdict ``apn scan`` gives it: ``verdict``
+        with the image's own signal, so the low-signal rule applies. The crops are placed once for both."""
+        scores, signals = self._scored(images, batch_size)
+        return scores, [self.verdict(float(p), threshold, signal=signal)
+                        for p, signal in zip(scores, signals, strict=True)]
+
+    def _scored(self, images: Sequence[np.ndarray], batch_size: int) -> tuple[np.ndarray, list[Signal]]:
+        prepared = [self.prepare(image) for image in images]
+        flat = [crop for crops, _ in prepared for crop in crops]
+        scores = aggregate(self.predict_crops(flat, batch_size), [len(crops) for crops, _ in prepared])
+        return scores, [signal for _, signal in prepared]
 
     def analyse(self, rgb: np.ndarray) -> Analysis:
         """Score all crops, then rerun the one that pushed toward the verdict with everything ``explain``

@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 Transform = Callable[[np.ndarray], np.ndarray]
-#: ``judge(image, score)``: the verdict ``apn scan`` gives that (transformed) image with that score.
-Judge = Callable[[np.ndarray, float], str]
+#: ``predict(images)``: p(AI) per image, or p(AI) and the verdict ``apn scan`` gives each image
+#: (``Detector.judge``), which also counts the inconclusive ones.
+Predict = Callable[[list[np.ndarray]], np.ndarray | tuple[np.ndarray, list[str]]]
 
 MIN_PER_CLASS = 30
 """Fewer reals or fakes than this in a generator's set: its intervals are wide and its figures fragile."""
@@ -52,7 +53,7 @@ class ScoredSet:
     samples: list[Sample] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     errors: list[str] = field(default_factory=list)
-    verdicts: list[str] = field(default_factory=list)  # one per sample when a judge was given
+    verdicts: list[str] = field(default_factory=list)  # one per sample when ``predict`` gave verdicts
 
     @property
     def labels(self) -> np.ndarray:
@@ -75,18 +76,16 @@ def _load(path: Path, transform: Transform | None) -> np.ndarray | str:
 
 
 def score_samples(
-    predict: Callable[[list[np.ndarray]], np.ndarray],
+    predict: Predict,
     samples: Sequence[Sample],
     transform: Transform | None = None,
     chunk: int = 64,
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
-    judge: Judge | None = None,
 ) -> ScoredSet:
     """Decode (in threads), transform and score ``samples`` in chunks; unreadable files are skipped.
 
-    With a ``judge`` each scored image also gets its verdict (``ScoredSet.verdicts``), judged in the same
-    threads.
+    When ``predict`` also gives verdicts, each scored image keeps its own (``ScoredSet.verdicts``).
     """
     out = ScoredSet()
     parts: list[np.ndarray] = []
@@ -98,10 +97,11 @@ def score_samples(
             out.errors += [x for x in loaded if isinstance(x, str)]
             out.samples += [s for s, x in zip(block, loaded, strict=True) if not isinstance(x, str)]
             if images:
-                scores = np.asarray(predict(images), dtype=np.float64)
-                parts.append(scores)
-                if judge is not None:  # in the decoding threads: a judge measures each image's signal
-                    out.verdicts += pool.map(judge, images, scores.tolist())
+                predicted = predict(images)
+                if isinstance(predicted, tuple):
+                    predicted, verdicts = predicted
+                    out.verdicts += verdicts
+                parts.append(np.asarray(predicted, dtype=np.float64))
             if on_progress is not None:
                 on_progress(len(block))
     out.scores = np.concatenate(parts) if parts else np.zeros(0)
@@ -133,7 +133,7 @@ def mean_report(reports: Iterable[dict[str, Any]], counts: dict[str, int] | None
 
 
 def evaluate_groups(
-    predict: Callable[[list[np.ndarray]], np.ndarray],
+    predict: Predict,
     groups: dict[str, EvalGroup],
     threshold: float,
     perturbations: Sequence[Perturbation] = (Perturbation("none"),),
@@ -142,7 +142,6 @@ def evaluate_groups(
     seed: int = 0,
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
-    judge: Judge | None = None,
 ) -> dict[str, Any]:
     """Per-perturbation, per-generator reports; reals shared by generators are scored once per setting.
 
@@ -151,9 +150,10 @@ def evaluate_groups(
 
     Which rule each figure uses: accuracies count every image at the bare ``threshold`` (``score >=
     threshold`` is AI-generated, nothing is inconclusive); AP, AUC and TPR@FPR use the raw scores, and a
-    TPR at an FPR finer than 1/reals is NaN (no threshold measures it on so few reals). With a ``judge``
-    every row also counts the reals and fakes whose verdict is ``inconclusive`` (``n_inconclusive_real``,
-    ``n_inconclusive_fake``). With ``n_boot`` every row, the mean included, gets AUC and accuracy intervals.
+    TPR at an FPR finer than 1/reals is NaN (no threshold measures it on so few reals). When ``predict``
+    gives verdicts every row also counts the reals and fakes whose verdict is ``inconclusive``
+    (``n_inconclusive_real``, ``n_inconclusive_fake``). With ``n_boot`` every row, the mean included, gets
+    AUC and accuracy intervals.
     """
     unique: dict[Path, Sample] = {}
     for g in groups.values():
@@ -164,7 +164,7 @@ def evaluate_groups(
     skipped: dict[str, None] = {}  # insertion-ordered set of "path: reason", as the trainer keeps it
     for pert in perturbations:
         scored = score_samples(predict, files, _compose(align, pert), workers=workers,
-                               on_progress=on_progress, judge=judge)
+                               on_progress=on_progress)
         skipped.update(dict.fromkeys(scored.errors))
         results[pert.name] = _setting_report(scored, groups, threshold, n_boot, seed)
     return {"results": results, "skipped": sorted(skipped)}
