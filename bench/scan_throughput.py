@@ -53,12 +53,13 @@ def _commands(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     weights, note = common.checkpoint_for(args.weights, "lite")
     paper_weights = common.checkpoint_for(None, "paper")[0] if args.paper_files else None
     options = ["--jsonl", "--device", "cpu", "--workers", str(args.workers)]
-    options += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    batch = ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    options += batch
     tiles = ["--tiles", str(args.tiles)] if args.tiles else []
     floor_script = Path(__file__).with_name("decode_floor.py")
     return {
         "floor": lambda paths: common.python_command(floor_script, *paths, "--weights", weights,
-                                                     "--workers", args.workers, *tiles),
+                                                     "--workers", args.workers, *tiles, *batch),
         "lite": lambda paths: common.apn_command("scan", *paths, "--weights", weights, *options, *tiles),
         "paper": lambda paths: common.apn_command("scan", *paths, "--weights", paper_weights, *options),
     }, note

