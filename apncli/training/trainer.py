@@ -58,7 +58,6 @@ from apncli.data.layouts import Sample, default_train_on, training_samples
 from apncli.engine.cache import MODEL_FILE
 from apncli.engine.checkpoint import default_preprocessing, save_checkpoint
 from apncli.engine.device import autocast_dtype
-from apncli.engine.registry import RegistryEntry, load_registry
 from apncli.errors import TEACHER_INSTALL, UsageError
 from apncli.model import APN, CLUB, APNConfig, APNOutput, build_model, get_config
 from apncli.training import distributed as ddp
@@ -68,6 +67,7 @@ from apncli.training.evaluation import score_samples
 from apncli.training.losses import FEATURE_SPACES, MI_VARIABLES, LossWeights, detector_loss, mi_pairs
 from apncli.training.metrics import detection_report
 from apncli.training.state import load_state, save_state
+from apncli.training.teacher import registered_teacher
 
 __all__ = ["TrainConfig", "TrainResult", "lr_schedule", "train"]
 
@@ -462,7 +462,7 @@ class _Run:
 
     def _teacher_file(self, teacher: str) -> Path:
         """A features file as given, or a registered tower's features, computed once into the run folder."""
-        if _registered_teacher(teacher) is None:
+        if registered_teacher(teacher) is None:
             return Path(teacher)
         from apncli.engine.cache import resolve_weights
         from apncli.model.clip import ClipImageTower
@@ -926,7 +926,7 @@ class _Run:
 
         if self.cfg.teacher is None:
             return None
-        entry = _registered_teacher(self.cfg.teacher)
+        entry = registered_teacher(self.cfg.teacher)
         if entry is not None:
             return {"name": entry.name, "model": entry.description, "note": TEACHER_SUBSTITUTION}
         return {"name": Path(self.cfg.teacher).name, "model": "precomputed features file",
@@ -980,12 +980,6 @@ class _Run:
         path = save_checkpoint(self.out / MODEL_FILE, state, meta)
         self.log(f"wrote {path}")
         return path
-
-
-def _registered_teacher(name: str) -> RegistryEntry | None:
-    """The registry's image tower of that name (``clip_b16``), or None when ``name`` is a features file."""
-    entry = load_registry().get(name)
-    return entry if entry is not None and entry.kind == "teacher" else None
 
 
 def _state_in(folder: Path) -> Path | None:
